@@ -1,0 +1,5 @@
+import sys
+
+from zo2bench.cli import main
+
+sys.exit(main())
