@@ -1,0 +1,182 @@
+"""Where unit weights live between uses: on the device (`Resident`), or streamed from host memory (`BlockOffloader`).
+
+    off = BlockOffloader(zm, prefetch=1).attach()   # decoder blocks move to exactly-sized pinned host buffers
+    with off.use(unit) as theta:                    # theta is on the device, its upload waited for
+        ...update theta...; off.written(unit)      # the copy back to the host starts now, beside compute
+        ...compute with theta...
+    off.detach()                                    # weights back on the device, pinned memory released
+
+The trainer only calls use() and written(); it never mentions devices or streams.
+
+Streams and hand-offs: the offloader owns an upload stream and an offload stream; compute runs on the
+current stream. Every hand-off is an event wait on the device, never a host-blocking synchronisation:
+  compute waits for the upload of the block it uses;
+  the offload waits for the compute that updated the block;
+  an upload into a slot waits for that slot's last compute and offload (a block's device memory is
+  not reused while its copy out is still reading it) and for the block's own last offload (the host
+  copy must be fresh).
+Device slots are allocated once and reused, so no memory crosses streams through the caching allocator.
+`prefetch` blocks are uploaded ahead in visiting order, wrapping into the next step. With no GPU the same
+code runs with the CPU as the device: the lanes do nothing and copies complete at once.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager, nullcontext
+
+import torch
+
+
+class _Lane:
+    """One stream, or nothing on the CPU."""
+
+    def __init__(self, device: torch.device, current: bool = False):
+        cuda = device.type == "cuda"
+        self.stream = (torch.cuda.current_stream(device) if current else torch.cuda.Stream(device)) if cuda else None
+
+    def __call__(self):
+        return torch.cuda.stream(self.stream) if self.stream is not None else nullcontext()
+
+    def record(self, event) -> None:
+        if self.stream is not None:
+            event.record(self.stream)
+
+    def wait(self, *events) -> None:
+        if self.stream is not None:
+            for e in events:
+                self.stream.wait_event(e)
+
+
+def _event(device: torch.device):
+    return torch.cuda.Event() if device.type == "cuda" else None
+
+
+def host_buffer(numel: int, dtype: torch.dtype, pin: bool) -> torch.Tensor:
+    """An exactly-sized host buffer, page-locked in place when `pin`.
+
+    torch's pin_memory() goes through the caching host allocator, which rounds each allocation up to a
+    power of two: 1.3x the weight bytes for OPT-13B/30B block shapes. Registering a plain allocation
+    pins exactly its bytes.
+    """
+    t = torch.empty(numel, dtype=dtype)
+    if pin:
+        rc = torch.cuda.cudart().cudaHostRegister(t.data_ptr(), t.numel() * t.element_size(), 0)
+        if int(rc) != 0:
+            raise RuntimeError(f"cudaHostRegister failed ({rc}) for {t.numel() * t.element_size()} bytes")
+    return t
+
+
+def release_host_buffer(t: torch.Tensor) -> None:
+    torch.cuda.cudart().cudaHostUnregister(t.data_ptr())
+
+
+class Resident:
+    """Every unit's weights stay on the working device (MeZO without offloading)."""
+
+    def __init__(self, zm):
+        self.zm = zm
+
+    @contextmanager
+    def use(self, unit):
+        yield unit.theta
+
+    def written(self, unit) -> None:
+        pass
+
+    def host_bytes(self) -> int:
+        return 0
+
+
+class BlockOffloader:
+    def __init__(self, zm, prefetch: int = 1, resident_blocks: int = 0):
+        self.zm, self.device = zm, zm.device
+        blocks = zm.blocks
+        self.streamed = blocks[resident_blocks:]  # the first blocks stay on the device when a budget allows
+        self.resident_blocks = blocks[:resident_blocks]
+        self.prefetch = max(0, min(prefetch, len(self.streamed) - 1))
+        self.pin = self.device.type == "cuda"
+        self.attached = False
+
+    # -- attaching and detaching --------------------------------------------------------------
+    def attach(self) -> "BlockOffloader":
+        dev = self.device
+        for u in self.streamed:
+            if u.theta.device.type != "cpu" or (self.pin and not u.theta.is_pinned()):
+                host = host_buffer(u.numel, self.zm.dtype, self.pin)
+                host.copy_(u.theta)
+                u.theta = host
+        for u in self.resident_blocks:
+            u.theta = u.theta.to(dev)
+        n = max((u.numel for u in self.streamed), default=0)
+        self.slots = [torch.empty(n, dtype=self.zm.dtype, device=dev) for _ in range(self.prefetch + 1)]
+        self.up, self.down, self.compute = _Lane(dev), _Lane(dev), _Lane(dev, current=True)
+        self.slot_free = [_event(dev) for _ in self.slots]   # last compute and offload of the slot are done
+        self.host_fresh = {u.index: _event(dev) for u in self.streamed}  # the block's last offload is done
+        self.uploaded = {}                                   # unit index -> (slot, upload-done event)
+        self.order = [u.index for u in self.streamed]
+        self.next_slot = 0
+        self.attached = True
+        return self
+
+    def detach(self) -> None:
+        """Weights back on the device, pinned memory unregistered; exactly the state before attach()."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        for u in self.streamed:
+            host = u.theta
+            u.theta = host.to(self.device)
+            if self.pin:
+                release_host_buffer(host)
+        self.slots, self.uploaded, self.attached = [], {}, False
+
+    def host_bytes(self) -> int:
+        return sum(u.numel for u in self.streamed) * torch.empty((), dtype=self.zm.dtype).element_size()
+
+    # -- the schedule ---------------------------------------------------------------------------
+    def _upload(self, index: int) -> None:
+        if index in self.uploaded:
+            return
+        s = self.next_slot
+        self.next_slot = (s + 1) % len(self.slots)
+        unit = self.zm.units[index]
+        self.up.wait(*[e for e in (self.slot_free[s], self.host_fresh[index]) if e is not None])
+        with self.up():
+            slot = self.slots[s][: unit.numel]
+            slot.copy_(unit.theta, non_blocking=True)
+            done = _event(self.device)
+            self.up.record(done)
+        self.uploaded[index] = (s, done)
+
+    @contextmanager
+    def use(self, unit):
+        if unit.index not in self.host_fresh:  # embeddings, head and resident blocks
+            yield unit.theta
+            return
+        self._upload(unit.index)
+        pos = self.order.index(unit.index)
+        for k in range(1, self.prefetch + 1):
+            self._upload(self.order[(pos + k) % len(self.order)])
+        s, done = self.uploaded.pop(unit.index)
+        if done is not None:
+            self.compute.wait(done)
+        self._slot_in_use = s
+        yield self.slots[s][: unit.numel]
+        # The slot is free once compute is done with it and any copy out of it has finished: the offload
+        # lane, which already holds that copy, waits for compute and marks the slot.
+        if self.slot_free[s] is not None:
+            compute_done = _event(self.device)
+            self.compute.record(compute_done)
+            self.down.wait(compute_done)
+            self.down.record(self.slot_free[s])
+
+    def written(self, unit) -> None:
+        """The block's weights are final for this step: copy them back while compute goes on."""
+        if unit.index not in self.host_fresh:
+            return
+        s = self._slot_in_use
+        ready = _event(self.device)
+        if ready is not None:
+            self.compute.record(ready)
+            self.down.wait(ready)
+        with self.down():
+            unit.theta.copy_(self.slots[s][: unit.numel], non_blocking=True)
+            self.down.record(self.host_fresh[unit.index])

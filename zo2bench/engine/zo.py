@@ -1,0 +1,95 @@
+"""MeZO-SGD, one step reading top to bottom; the same code for `mezo` and `zo2`.
+
+    opt = MeZO(zm, weights, lr=1e-6, eps=1e-3, weight_decay=0.0, seed=0)
+    loss_plus, loss_minus, g = opt.step(batch, t=0)   # device tensors; nothing waits for the GPU
+    opt.flush()                                        # apply the last update (before eval, save, the end)
+
+At step t with seed s_t, z ~ N(0, I) is regenerated from (s_t, unit) whenever needed, never stored:
+    loss+ = L(theta + eps z),  loss- = L(theta - eps z),  g = (loss+ - loss-) / (2 eps)
+    theta <- theta - lr_t (g z + wd theta)      (no decay on biases and norm weights)
+Each unit is visited once per step: step t-1's update is applied to it first (its z regenerated once),
+then both perturbed forward passes run through it while it is held, from theta + eps z and theta - eps z
+written into the arena. theta is only ever changed by the update, so
+perturbing cannot drift it in any dtype.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from zo2bench.engine.model import ZOModel, unit_seed
+
+# z is drawn in chunks of this many elements, so it never needs a buffer the size of a unit; the
+# chunking is fixed, so the same (seed, unit) gives the same z on any schedule.
+Z_CHUNK = 1 << 22
+
+
+def step_seed(seed: int, t: int) -> int:
+    return unit_seed(seed + 0x5EED, t)
+
+
+@dataclass
+class Update:
+    seed: int                 # the step's seed s_t
+    coef: torch.Tensor        # -lr_t * g_t, a 0-d tensor on the device (no host sync to read g)
+    decay: float              # lr_t * weight_decay
+
+
+class MeZO:
+    def __init__(self, zm: ZOModel, weights, lr: float, eps: float, weight_decay: float = 0.0, seed: int = 0):
+        self.zm, self.weights = zm, weights
+        self.lr, self.eps, self.wd, self.seed = lr, eps, weight_decay, seed
+        self.pending: Update | None = None
+        self.zbuf = torch.empty(min(Z_CHUNK, max(u.numel for u in zm.units)), dtype=zm.dtype, device=zm.device)
+
+    def _z_chunks(self, unit, seed: int):
+        """(start, end, z) over the unit's flat weights, z drawn from the (seed, unit) stream."""
+        gen = torch.Generator(device=self.zm.device).manual_seed(unit_seed(seed, unit.index))
+        for start in range(0, unit.numel, Z_CHUNK):
+            end = min(start + Z_CHUNK, unit.numel)
+            z = self.zbuf[: end - start]
+            z.normal_(generator=gen)
+            yield start, end, z
+
+    def _apply(self, unit, theta, upd: Update) -> None:
+        if upd.decay:
+            for a, b in unit.decay_ranges():
+                theta[a:b].mul_(1.0 - upd.decay)
+        for start, end, z in self._z_chunks(unit, upd.seed):
+            theta[start:end].addcmul_(z, upd.coef)
+
+    def step(self, batch, t: int, lr: float | None = None):
+        lr = self.lr if lr is None else lr
+        seed = step_seed(self.seed, t)
+        x = {1.0: batch.input_ids, -1.0: batch.input_ids}
+        for unit in self.zm.units:
+            with self.weights.use(unit) as theta:
+                if self.pending is not None:
+                    self._apply(unit, theta, self.pending)
+                    self.weights.written(unit)
+                for sign in (1.0, -1.0):
+                    for other in unit.reads:  # a tied head reads the embeddings too, updated at this step's start
+                        self._write(other, other.theta, seed, sign)
+                    self._write(unit, theta, seed, sign)
+                    x[sign] = unit.forward(x[sign], batch)
+        loss_plus, loss_minus = x[1.0], x[-1.0]
+        g = (loss_plus - loss_minus) / (2 * self.eps)
+        self.pending = Update(seed, -lr * g, lr * self.wd)
+        return loss_plus, loss_minus, g
+
+    def _write(self, unit, theta, seed: int, sign: float) -> None:
+        """arena <- theta + sign * eps * z(seed, unit)."""
+        out = self.zm.arena_view(unit)
+        for start, end, z in self._z_chunks(unit, seed):
+            torch.add(theta[start:end], z, alpha=sign * self.eps, out=out[start:end])
+
+    def flush(self) -> None:
+        """Apply the pending update to every unit, so theta is final."""
+        if self.pending is None:
+            return
+        for unit in self.zm.units:
+            with self.weights.use(unit) as theta:
+                self._apply(unit, theta, self.pending)
+                self.weights.written(unit)
+        self.pending = None
