@@ -1,0 +1,363 @@
+"""Measure this machine's floors in one run (under a minute): link bandwidths, memory bandwidth, matmul rates.
+
+    zo2bench calibrate --out results/calibration.json     # writes the record below
+    zo2bench calibrate --size-gib 0.25 --repeats 3         # prints a table instead
+
+    from zo2bench.bench.calibrate import calibrate, find_calibration, load_calibration
+    record = calibrate(device="auto", size_gib=1.0, repeats=5)
+    stored = find_calibration("results", record["fingerprint"])   # a record of this machine, or None
+
+The record:
+
+    {"schema_version": 1, "kind": "calibration", "created_utc": "...", "elapsed_s": 21.3,
+     "fingerprint": {...probes.fingerprint...},
+     "figures": {"h2d_pinned_gb_per_s": {"median", "min", "max", "repeats"}, ..., "matmul_fp16_tflop_per_s": None},
+     "not_measured": {"matmul_fp16_tflop_per_s": "no CUDA device"},
+     "settings": {"device", "size_bytes", "repeats", "warmup", "matmul_n", "pinning", ...}}
+
+Units: GB = 1e9 bytes (GiB = 2**30 only in --size-gib); TFLOP = 1e12 FLOP. A figure that was not measured
+is None, never 0, and "not_measured" says why. Copies are timed with CUDA events (perf_counter on the
+CPU), after one warm-up that is not recorded; each figure keeps the median, min and max of its repeats.
+"""
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from zo2bench.errors import UserError
+from zo2bench.probes.fingerprint import fingerprint as machine_fingerprint
+from zo2bench.results import SCHEMA_VERSION
+
+GB = 1e9
+GIB = 2**30
+TFLOP = 1e12
+GPU_MATMUL_N = 8192   # large enough to reach the datasheet-class rate on an H100
+CPU_MATMUL_N = 2048   # about 0.1 s per fp32 matmul on 2 cores
+MIN_SAMPLE_S = 0.02   # matmuls are repeated inside one timed sample until it lasts this long
+
+GPU_FIGURES = (
+    "h2d_pinned_gb_per_s", "d2h_pinned_gb_per_s", "h2d_pageable_gb_per_s", "d2h_pageable_gb_per_s",
+    "both_directions_pinned_gb_per_s",   # total of both directions, two streams at once
+    "device_mem_rw_gb_per_s",            # device-to-device copy, bytes read + bytes written
+    "matmul_bf16_tflop_per_s", "matmul_fp16_tflop_per_s", "matmul_fp32_tflop_per_s",  # fp32 with tf32 off
+)
+CPU_FIGURES = (
+    "host_mem_rw_gb_per_s",              # host memcpy, bytes read + bytes written
+    "cpu_matmul_fp32_tflop_per_s", "cpu_matmul_bf16_tflop_per_s",
+)
+FIGURES = GPU_FIGURES + CPU_FIGURES
+
+
+def _log(msg: str) -> None:
+    print(f"calibrate: {msg}", file=sys.stderr, flush=True)
+
+
+def summarize(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "repeats": len(values)}
+
+
+def _record(figures: dict, key: str, values: list[float]) -> None:
+    """Store one figure's summary and show it as a progress line."""
+    f = figures[key] = summarize(values)
+    d = 1 if f["median"] >= 10 else 4
+    _log(f"{key:34s} {f['median']:10.{d}f}  (min {f['min']:.{d}f}, max {f['max']:.{d}f}, {f['repeats']} repeats)")
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device}: no CUDA device is available (torch {torch.__version__})")
+        index = int(device.split(":")[1]) if ":" in device and device.split(":")[1].isdigit() else 0
+        if index >= torch.cuda.device_count():
+            raise UserError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
+        return f"cuda:{index}"
+    raise UserError(f"--device must be auto, cpu, cuda or cuda:N, got '{device}'")
+
+
+# -- timing ------------------------------------------------------------------------------------------
+
+def _time_cpu(fn, repeats: int, warmup: int = 1, inner: int = 1) -> list[float]:
+    """Seconds per call of fn, one sample per repeat."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter() - t0) / inner)
+    return samples
+
+
+def _time_cuda(fn, repeats: int, warmup: int = 1, inner: int = 1) -> list[float]:
+    """Seconds per call of fn measured by CUDA events on the current stream, one sample per repeat."""
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    samples = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(inner):
+            fn()
+        end.record()
+        end.synchronize()
+        samples.append(start.elapsed_time(end) / 1e3 / inner)  # elapsed_time is in milliseconds
+    return samples
+
+
+def _time_both_directions(host_src, dev_dst, dev_src, host_dst, repeats: int, warmup: int = 1) -> list[float]:
+    """Seconds for an upload and a download of the same size started together on two streams."""
+    import torch
+
+    up, down = torch.cuda.Stream(), torch.cuda.Stream()
+    samples = []
+    for i in range(warmup + repeats):
+        start = torch.cuda.Event(enable_timing=True)
+        ends = [torch.cuda.Event(enable_timing=True) for _ in range(2)]
+        start.record()  # both streams wait on one event, so neither starts before the other is ready
+        for stream, dst, src, end in ((up, dev_dst, host_src, ends[0]), (down, host_dst, dev_src, ends[1])):
+            stream.wait_event(start)
+            with torch.cuda.stream(stream):
+                dst.copy_(src, non_blocking=True)
+                end.record(stream)
+        for end in ends:
+            end.synchronize()
+        if i >= warmup:
+            samples.append(max(start.elapsed_time(end) for end in ends) / 1e3)
+    return samples
+
+
+# -- pinned host memory ------------------------------------------------------------------------------
+
+class _Pinned:
+    """Page-lock an existing host tensor in place with cudaHostRegister, so it stays exactly sized
+    (pin_memory() goes through the caching host allocator, which rounds up to a power of two).
+    Falls back to a pin_memory() copy if registering fails; `.method` says which."""
+
+    def __init__(self, tensor):
+        import torch
+
+        self._cudart = torch.cuda.cudart()
+        self.registered = int(self._cudart.cudaHostRegister(tensor.data_ptr(), tensor.nbytes, 0)) == 0
+        if self.registered:
+            self.tensor, self.method = tensor, "cudaHostRegister"
+        else:
+            self._clear_error()
+            self.tensor, self.method = tensor.pin_memory(), "pin_memory"
+
+    @staticmethod
+    def _clear_error() -> None:
+        # A failed runtime call leaves its error as the "last error", which the next kernel launch
+        # check would report as its own; one throwaway launch reads and clears it here.
+        import torch
+
+        try:
+            torch.ones(1, device="cuda").add_(1)
+        except RuntimeError:
+            pass
+
+    def close(self) -> None:
+        if self.registered:
+            self._cudart.cudaHostUnregister(self.tensor.data_ptr())
+            self.registered = False
+
+
+# -- measurements ------------------------------------------------------------------------------------
+
+def _matmul_samples(dtype, n: int, repeats: int, device: str, timer) -> list[float]:
+    import torch
+
+    gen = torch.Generator(device=device).manual_seed(0)  # random data: zeros would flatter some kernels
+    a = torch.randn(n, n, generator=gen, device=device, dtype=torch.float32).to(dtype)
+    b = torch.randn(n, n, generator=gen, device=device, dtype=torch.float32).to(dtype)
+    c = torch.empty(n, n, device=device, dtype=dtype)
+    once = timer(lambda: torch.matmul(a, b, out=c), 1, warmup=1)[0]
+    inner = max(1, min(50, math.ceil(MIN_SAMPLE_S / max(once, 1e-9))))  # amortize launch and event cost
+    seconds = timer(lambda: torch.matmul(a, b, out=c), repeats, warmup=0, inner=inner)
+    return [2 * n**3 / s / TFLOP for s in seconds]
+
+
+def _measure_host_copy(nbytes: int, repeats: int) -> list[float]:
+    import torch
+
+    src = torch.empty(nbytes, dtype=torch.uint8).fill_(0xA5)  # touch every page before timing
+    dst = torch.empty(nbytes, dtype=torch.uint8).fill_(0)
+    return [2 * nbytes / s / GB for s in _time_cpu(lambda: dst.copy_(src), repeats)]
+
+
+def _measure_cuda(device: str, nbytes: int, repeats: int, matmul_n: int, figures: dict, settings: dict) -> None:
+    import torch
+
+    free_bytes, _ = torch.cuda.mem_get_info(device)
+    if 2 * nbytes + 3 * 4 * matmul_n**2 > free_bytes:
+        raise UserError(f"--size-gib {nbytes / GIB:g} needs two device buffers of that size and "
+                        f"{free_bytes / GIB:.1f} GiB is free on {device}; give a smaller --size-gib")
+    torch.cuda.set_device(device)
+
+    record = functools.partial(_record, figures)
+
+    # Two exactly-sized host buffers, pageable first, then page-locked in place for the pinned figures.
+    host_a = torch.empty(nbytes, dtype=torch.uint8).fill_(0xA5)
+    host_b = torch.empty(nbytes, dtype=torch.uint8).fill_(0x5A)
+    dev_a = torch.empty(nbytes, dtype=torch.uint8, device=device).fill_(0x3C)
+    dev_b = torch.empty(nbytes, dtype=torch.uint8, device=device)
+    gb = nbytes / GB
+
+    _log(f"copies of {nbytes / GIB:g} GiB, {repeats} repeats after 1 warm-up, CUDA events")
+    record("h2d_pageable_gb_per_s", [gb / s for s in _time_cuda(lambda: dev_b.copy_(host_a), repeats)])
+    record("d2h_pageable_gb_per_s", [gb / s for s in _time_cuda(lambda: host_b.copy_(dev_a), repeats)])
+
+    pins = [_Pinned(host_a), _Pinned(host_b)]
+    try:
+        pin_a, pin_b = (p.tensor for p in pins)
+        settings["pinning"] = "+".join(sorted({p.method for p in pins}))  # two names only if one fell back
+        record("h2d_pinned_gb_per_s",
+               [gb / s for s in _time_cuda(lambda: dev_b.copy_(pin_a, non_blocking=True), repeats)])
+        record("d2h_pinned_gb_per_s",
+               [gb / s for s in _time_cuda(lambda: pin_b.copy_(dev_a, non_blocking=True), repeats)])
+        record("both_directions_pinned_gb_per_s",
+               [2 * gb / s for s in _time_both_directions(pin_a, dev_b, dev_a, pin_b, repeats)])
+        torch.cuda.synchronize()
+    finally:
+        for p in pins:
+            p.close()
+    del host_a, host_b
+
+    record("device_mem_rw_gb_per_s", [2 * gb / s for s in _time_cuda(lambda: dev_b.copy_(dev_a), repeats)])
+    del dev_a, dev_b
+    torch.cuda.empty_cache()
+
+    _log(f"matmuls {matmul_n}^3 on random data")
+    previous_tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 here; tf32 would be a different figure
+    try:
+        for name, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16), ("fp32", torch.float32)):
+            record(f"matmul_{name}_tflop_per_s", _matmul_samples(dtype, matmul_n, repeats, device, _time_cuda))
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous_tf32
+    settings["tf32"] = False
+
+
+def calibrate(device: str = "auto", size_gib: float = 1.0, repeats: int = 5, matmul_n: int | None = None) -> dict:
+    """Measure every figure this machine allows; returns the calibration record (see the module docstring)."""
+    import torch
+
+    if not size_gib > 0:
+        raise UserError(f"--size-gib must be positive, got {size_gib}")
+    if repeats < 1:
+        raise UserError(f"--repeats must be at least 1, got {repeats}")
+    if matmul_n is not None and matmul_n < 1:
+        raise UserError(f"--matmul-n must be positive, got {matmul_n}")
+    device = resolve_device(device)
+    on_cuda = device.startswith("cuda")
+    nbytes = int(size_gib * GIB)
+    t0 = time.perf_counter()
+
+    figures: dict = {key: None for key in FIGURES}
+    settings = {"device": device, "size_bytes": nbytes, "size_gib": size_gib, "repeats": repeats, "warmup": 1,
+                "timing": "cuda events" if on_cuda else "perf_counter", "torch": torch.__version__,
+                "torch_threads": torch.get_num_threads()}
+
+    if on_cuda:
+        settings["matmul_n"] = matmul_n or GPU_MATMUL_N
+        _measure_cuda(device, nbytes, repeats, settings["matmul_n"], figures, settings)
+    else:
+        _log("no CUDA device in use: GPU figures are not measured; measuring the CPU")
+        settings["matmul_n"] = matmul_n or CPU_MATMUL_N
+        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            samples = _matmul_samples(dtype, settings["matmul_n"], repeats, "cpu", _time_cpu)
+            _record(figures, f"cpu_matmul_{name}_tflop_per_s", samples)
+    _record(figures, "host_mem_rw_gb_per_s", _measure_host_copy(nbytes, repeats))
+    # Taken after the GPU work: CUDA is initialised by then, so NVML finds our GPU by its UUID.
+    fp = machine_fingerprint(device if on_cuda else None)
+
+    reason = "measured on CUDA runs only" if on_cuda else "no CUDA device in use"
+    not_measured = {k: ("measured on CPU runs only" if k in CPU_FIGURES else reason)
+                    for k, v in figures.items() if v is None}
+    return {"schema_version": SCHEMA_VERSION, "kind": "calibration",
+            "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "elapsed_s": round(time.perf_counter() - t0, 3),
+            "fingerprint": fp, "figures": figures, "not_measured": not_measured, "settings": settings}
+
+
+# -- stored calibrations -----------------------------------------------------------------------------
+
+def load_calibration(path) -> dict:
+    """A calibration record from a JSON file; UserError if it is missing, unreadable or not a calibration."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"no calibration file at '{path}'") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"cannot read calibration '{path}': {e}") from None
+    kind = record.get("kind") if isinstance(record, dict) else None
+    if kind != "calibration":
+        raise UserError(f"'{path}' is not a calibration record (kind={kind!r})")
+    if record.get("schema_version", 0) > SCHEMA_VERSION:
+        raise UserError(f"'{path}' has schema version {record['schema_version']}; "
+                        f"this zo2bench reads up to {SCHEMA_VERSION}")
+    return record
+
+
+# What must agree for a calibration to stand for another run (probes.fingerprint keys). PCIe by its "max"
+# link: the "current" generation drops while the GPU idles, so it differs between two runs of one machine.
+MACHINE_KEYS = ("gpu", "gpu_driver_version", "pcie_gen_max", "pcie_width_max", "hostname")
+
+
+def machine_key(fp: dict) -> tuple:
+    return tuple(fp.get(k) for k in MACHINE_KEYS)
+
+
+def same_machine(fp_a: dict, fp_b: dict) -> bool:
+    return machine_key(fp_a) == machine_key(fp_b)
+
+
+def find_calibration(results_dir, fingerprint: dict) -> dict | None:
+    """The newest calibration under results_dir (searched recursively) taken on the machine `fingerprint`
+    describes, with "source_path" added so the caller can say which one it reuses; None if there is none."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        return None
+    found = []
+    for path in root.rglob("*.json"):
+        try:
+            record = load_calibration(path)
+        except UserError:  # run records and anything else that is not a calibration
+            continue
+        if same_machine(record.get("fingerprint") or {}, fingerprint):
+            found.append((record.get("created_utc", ""), str(path), record))
+    if not found:
+        return None
+    created, path, record = max(found, key=lambda t: (t[0], t[1]))
+    return {**record, "source_path": path}
+
+
+def format_table(record: dict) -> str:
+    """The figures as an aligned text table, with what was not measured and why."""
+    s = record["settings"]
+    lines = [f"calibration on {s['device']}: copies of {s['size_gib']:g} GiB, matmuls {s['matmul_n']}^3, "
+             f"median of {s['repeats']} ({record['elapsed_s']:.1f} s)  [GB = 1e9 bytes]",
+             f"{'figure':34s} {'median':>10s} {'min':>10s} {'max':>10s}"]
+    for key, fig in record["figures"].items():
+        if fig is None:
+            lines.append(f"{key:34s} {'-':>10s}  not measured: {record['not_measured'].get(key, '')}")
+        else:
+            digits = 1 if fig["median"] >= 10 else 4
+            lines.append(f"{key:34s} {fig['median']:10.{digits}f} {fig['min']:10.{digits}f} {fig['max']:10.{digits}f}")
+    return "\n".join(lines)
