@@ -261,6 +261,9 @@ def build(spec: ModelSpec, dtype: torch.dtype, device: torch.device, seed: int,
                 view.copy_(state[seg.name])
             else:
                 init_tensor_(view, seg.init, std, gen)
+        # No -0.0 anywhere: an update with a zero coefficient adds +-0.0, which turns -0.0 into +0.0 and
+        # would break "lr = 0 leaves the weights bitwise unchanged". Numerically the same weights.
+        theta.add_(0.0)
         if unit.is_block and host_blocks is not None:
             host = host_blocks(unit.numel)
             host.copy_(theta)

@@ -1,0 +1,185 @@
+"""The trainer's promises on a tiny model through the real code path: parity, no drift, determinism,
+MeZO's arithmetic against a plain Hugging Face forward, and offloading that detaches exactly."""
+import pytest
+import torch
+
+from tests.conftest import requires_cuda
+from zo2bench import catalog
+from zo2bench.config import RunConfig
+from zo2bench.engine.model import DTYPES, build
+from zo2bench.engine.offload import BlockOffloader
+from zo2bench.engine.trainer import params_digest, run
+from zo2bench.engine.zo import MeZO, step_seed
+from zo2bench.engine.model import unit_seed
+
+TINY = ["opt-tiny", "opt-tiny-untied", "opt-tiny-350m", "llama-tiny", "qwen-tiny"]
+
+
+def cfg(**kw):
+    base = dict(model="opt-tiny", steps=3, batch=2, seq=16, dtype="fp32", device="cpu", lr=1e-2, seed=3)
+    return RunConfig(**(base | kw))
+
+
+def losses(rec):
+    return [(s["loss_plus"], s["loss_minus"], s["projected_grad"]) for s in rec["steps"]]
+
+
+@pytest.mark.parametrize("model", TINY)
+def test_mezo_and_zo2_agree_bitwise(model):
+    a, b = run(cfg(model=model, mode="mezo")), run(cfg(model=model, mode="zo2", prefetch=2))
+    assert losses(a) == losses(b)
+    assert a["final_params_sha256"] == b["final_params_sha256"]
+    assert len({s[0] for s in losses(a)}) > 1, "the weights moved between steps"
+
+
+@pytest.mark.parametrize("dtype", ["fp16", "bf16"])
+def test_parity_in_half_precision(dtype):
+    a, b = run(cfg(mode="mezo", dtype=dtype)), run(cfg(mode="zo2", dtype=dtype))
+    assert losses(a) == losses(b) and a["final_params_sha256"] == b["final_params_sha256"]
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "fp16", "bf16"])
+@pytest.mark.parametrize("mode", ["mezo", "zo2"])
+def test_lr_zero_leaves_weights_bitwise_unchanged(mode, dtype):
+    spec = catalog.get("opt-tiny")
+    before = params_digest(u.theta for u in build(spec, DTYPES[dtype], torch.device("cpu"), seed=3).units)
+    rec = run(cfg(mode=mode, dtype=dtype, lr=0.0, steps=6, eps=1e-2))
+    assert rec["final_params_sha256"] == before
+    assert any(s["projected_grad"] != 0 for s in rec["steps"]), "the perturbations did change the loss"
+
+
+def test_same_seed_same_run_and_other_seed_differs():
+    a, b, c = run(cfg(mode="zo2")), run(cfg(mode="zo2")), run(cfg(mode="zo2", seed=4))
+    assert losses(a) == losses(b) and a["final_params_sha256"] == b["final_params_sha256"]
+    assert losses(a) != losses(c)
+
+
+def _z(zo, unit, seed):
+    return torch.cat([z.clone() for _, _, z in zo._z_chunks(unit, seed)])
+
+
+@pytest.mark.parametrize("model", ["opt-tiny", "opt-tiny-350m", "llama-tiny"])
+def test_mezo_step_matches_plain_hugging_face_forward(model):
+    """loss+ is the HF model's own loss at theta + eps z; the update is theta - lr g z."""
+    import transformers
+
+    spec, dev = catalog.get(model), torch.device("cpu")
+    zm = build(spec, torch.float32, dev, seed=1)
+    from zo2bench.engine.offload import Resident
+
+    zo = MeZO(zm, Resident(zm), lr=1e-2, eps=1e-3, seed=5)
+    ids = torch.randint(0, spec.vocab, (2, 12), generator=torch.Generator().manual_seed(0))
+    theta0 = [u.theta.clone() for u in zm.units]
+    seed = step_seed(5, 0)
+    zs = [_z(zo, u, seed) for u in zm.units]
+
+    hf = transformers.AutoModelForCausalLM.from_config(spec.hf_config(), attn_implementation="sdpa").eval()
+    from zo2bench.engine.model import _unit_params, ADAPTERS
+
+    embed, layers, head = ADAPTERS[spec.family].split(hf)
+    groups = [embed] + [[l] for l in layers] + [head]
+
+    def hf_loss(sign):
+        seen = set()
+        with torch.no_grad():
+            for unit, modules, t0, z in zip(zm.units, groups, theta0, zs):
+                for (key, _, _, p), seg in zip((x for x in _unit_params(unit.name, modules) if id(x[3]) not in seen), unit.segments):
+                    seen.add(id(p))
+                    p.copy_((t0 + sign * 1e-3 * z)[seg.offset:seg.offset + seg.numel].view(seg.shape))
+            return hf(input_ids=ids, labels=ids).loss.item()
+
+    lp, lm, g = zo.step(zm.make_batch(ids), t=0)
+    assert lp.item() == pytest.approx(hf_loss(+1), rel=1e-5)
+    assert lm.item() == pytest.approx(hf_loss(-1), rel=1e-5)
+    assert g.item() == pytest.approx((lp.item() - lm.item()) / 2e-3, rel=1e-6)
+    zo.flush()
+    for u, t0, z in zip(zm.units, theta0, zs):
+        torch.testing.assert_close(u.theta, t0 - 1e-2 * g * z, rtol=1e-6, atol=1e-7)
+
+
+def test_weight_decay_spares_biases_and_norms():
+    spec = catalog.get("opt-tiny")
+    zm = build(spec, torch.float32, torch.device("cpu"), seed=0)
+    from zo2bench.engine.offload import Resident
+
+    zo = MeZO(zm, Resident(zm), lr=0.0, eps=1e-3, weight_decay=0.0)
+    zo.lr, zo.wd = 0.5, 0.1  # g is multiplied by lr; set the update by hand to isolate decay
+    before = [u.theta.clone() for u in zm.units]
+    from zo2bench.engine.zo import Update
+
+    zo.pending = Update(seed=0, coef=torch.zeros(()), decay=0.5 * 0.1)
+    zo.flush()
+    for u, b in zip(zm.units, before):
+        for seg in u.segments:
+            now, was = (t[seg.offset:seg.offset + seg.numel] for t in (u.theta, b))
+            if seg.decay:
+                torch.testing.assert_close(now, was * 0.95)
+            else:
+                assert torch.equal(now, was), seg.name
+
+
+def test_offloader_attaches_and_detaches_exactly():
+    zm = build(catalog.get("llama-tiny"), torch.float32, torch.device("cpu"), seed=0)
+    before = params_digest(u.theta for u in zm.units)
+    off = BlockOffloader(zm, prefetch=1).attach()
+    assert len(off.slots) == 2 and off.host_bytes() == sum(u.numel for u in zm.blocks) * 4
+    off.detach()
+    assert params_digest(u.theta for u in zm.units) == before
+    assert all(u.theta.device.type == "cpu" for u in zm.units)
+
+
+def test_resident_blocks_under_a_budget_keep_parity():
+    a = run(cfg(mode="mezo"))
+    b = run(cfg(mode="zo2", gpu_budget_gib=1.0))
+    assert b["offload"]["resident_blocks"] == 4 and losses(a) == losses(b)
+
+
+def test_pretrained_directory(tmp_path):
+    """A local directory with a config and weights goes through from_pretrained."""
+    import transformers
+
+    spec = catalog.get("opt-tiny")
+    torch.manual_seed(0)
+    hf = transformers.AutoModelForCausalLM.from_config(spec.hf_config()).eval()
+    hf.save_pretrained(tmp_path)
+    ids = torch.randint(0, spec.vocab, (1, 10), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = hf(input_ids=ids, labels=ids).loss.item()
+    rec = run(cfg(model=str(tmp_path), mode="zo2", eps=1e-9, steps=1, batch=1, seq=10, lr=0.0))
+    assert rec["model"]["source"] == str(tmp_path) and rec["model"]["n_params"] == spec.n_params()
+    zm = build(catalog.resolve(str(tmp_path)), torch.float32, torch.device("cpu"), seed=0)
+    from zo2bench.engine.offload import Resident
+
+    lp, _, _ = MeZO(zm, Resident(zm), lr=0.0, eps=0.0).step(zm.make_batch(ids), 0)
+    assert lp.item() == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["fo-sgd", "fo-adamw"])
+def test_first_order_baselines_fit_one_batch(mode):
+    from zo2bench.engine.fo import FirstOrder
+
+    spec, dev = catalog.get("opt-tiny"), torch.device("cpu")
+    fo = FirstOrder(spec, mode, torch.float32, dev, lr=0.1 if mode == "fo-sgd" else 1e-2, weight_decay=0.0, seed=0)
+    zm = build(spec, torch.float32, dev, seed=0)  # only for its batch maker
+    batch = zm.make_batch(torch.randint(0, spec.vocab, (2, 16), generator=torch.Generator().manual_seed(0)))
+    losses = [fo.step(batch).item() for _ in range(10)]
+    assert losses[-1] < losses[0] - 0.1
+    assert run(cfg(mode=mode, steps=2))["steps"][1]["loss"] > 0
+
+
+@requires_cuda
+@pytest.mark.parametrize("model", ["opt-125m", "opt-1.3b"])
+@pytest.mark.parametrize("dtype", ["fp16", "bf16"])
+def test_gpu_parity(model, dtype):
+    kw = dict(model=model, dtype=dtype, device="cuda", seq=256, steps=3, lr=1e-5)
+    a, b = run(cfg(mode="mezo", **kw)), run(cfg(mode="zo2", **kw))
+    assert losses(a) == losses(b) and a["final_params_sha256"] == b["final_params_sha256"]
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", ["fp32", "fp16", "bf16"])
+def test_gpu_lr_zero_no_drift(dtype):
+    spec = catalog.get("opt-125m")
+    before = params_digest(u.theta for u in build(spec, DTYPES[dtype], torch.device("cuda"), seed=3).units)
+    rec = run(cfg(model="opt-125m", mode="zo2", dtype=dtype, device="cuda", lr=0.0, steps=4, seq=128))
+    assert rec["final_params_sha256"] == before
