@@ -163,9 +163,9 @@ def test_phase_misuse():
         probes.phase("build")
     probes.start()
     probes.phase("build")
-    with pytest.raises(ValueError):
-        probes.phase("build")
-    probes.stop()
+    probes.phase("build")  # repeated: kept apart, never an error in the middle of a run
+    probes.phase("build")
+    assert list(probes.stop()["phases"]) == ["build", "build#2", "build#3"]
 
 
 def test_torchmem_cpu_is_none():

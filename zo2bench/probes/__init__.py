@@ -98,8 +98,9 @@ class ProbeSet:
         """End the current phase (if any) and begin `name`; a sample is taken right at the boundary."""
         if self._sampler.thread is None:
             raise RuntimeError("ProbeSet.phase() before start()")
-        if any(n == name for n, _ in self._phases):
-            raise ValueError(f"phase {name!r} already recorded")
+        names = {n for n, _ in self._phases}
+        if name in names:  # a repeated phase is kept apart, not merged: "measured", "measured#2"
+            name = next(f"{name}#{i}" for i in range(2, len(names) + 3) if f"{name}#{i}" not in names)
         # The boundary sample belongs to both phases (windows are inclusive): energy and peaks meet there.
         self._phases.append((name, self._sampler.sample_now()))
 
