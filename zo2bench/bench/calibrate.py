@@ -70,20 +70,11 @@ def _record(figures: dict, key: str, values: list[float]) -> None:
 
 
 def resolve_device(device: str) -> str:
-    import torch
+    """The trainer's device rules, as a string with an explicit index ("cuda:0")."""
+    from zo2bench.engine.trainer import resolve_device as engine_device
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        return device
-    if device == "cuda" or device.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {device}: no CUDA device is available (torch {torch.__version__})")
-        index = int(device.split(":")[1]) if ":" in device and device.split(":")[1].isdigit() else 0
-        if index >= torch.cuda.device_count():
-            raise UserError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
-        return f"cuda:{index}"
-    raise UserError(f"--device must be auto, cpu, cuda or cuda:N, got '{device}'")
+    dev = engine_device(device)
+    return "cpu" if dev.type == "cpu" else f"cuda:{dev.index or 0}"
 
 
 # -- timing ------------------------------------------------------------------------------------------

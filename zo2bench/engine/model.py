@@ -203,7 +203,9 @@ def build(spec: ModelSpec, dtype: torch.dtype, device: torch.device, seed: int,
     """
     from zo2bench.engine.loss import causal_lm_loss
 
+    clock = _Clock()
     model = meta_model(spec, dtype)
+    clock.lap("meta_model_s")
     adapter = ADAPTERS[spec.family]
     embed_mods, layers, head_mods = adapter.split(model)
 
@@ -250,7 +252,9 @@ def build(spec: ModelSpec, dtype: torch.dtype, device: torch.device, seed: int,
             sub._parameters[pname] = views[id(p)]
     adapter.materialize_buffers(model, device)
 
+    clock.lap("shell_s")
     state = _checkpoint_state(spec, dtype) if spec.source else None
+    clock.lap("checkpoint_s")
     std = init_std(model)
     for unit in units:
         theta = torch.empty(unit.numel, dtype=dtype, device=device)
@@ -264,12 +268,34 @@ def build(spec: ModelSpec, dtype: torch.dtype, device: torch.device, seed: int,
         # No -0.0 anywhere: an update with a zero coefficient adds +-0.0, which turns -0.0 into +0.0 and
         # would break "lr = 0 leaves the weights bitwise unchanged". Numerically the same weights.
         theta.add_(0.0)
+        clock.lap("init_s")
         if unit.is_block and host_blocks is not None:
             host = host_blocks(unit.numel)
+            clock.lap("host_alloc_s")
             host.copy_(theta)
             theta = host
+            clock.lap("to_host_s")
         unit.theta = theta
-    return ZOModel(spec, model, units, arena, device, dtype)
+    zm = ZOModel(spec, model, units, arena, device, dtype)
+    zm.build_parts = clock.parts
+    return zm
+
+
+class _Clock:
+    """Seconds spent in each part of building, summed over units (device work synchronised per lap)."""
+
+    def __init__(self):
+        import time
+
+        self.now, self.parts = time.perf_counter, {}
+        self.t = self.now()
+
+    def lap(self, name: str) -> None:
+        if torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+        t = self.now()
+        self.parts[name] = self.parts.get(name, 0.0) + (t - self.t)
+        self.t = t
 
 
 def _checkpoint_state(spec: ModelSpec, dtype) -> dict[str, torch.Tensor]:

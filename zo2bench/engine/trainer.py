@@ -35,6 +35,8 @@ def resolve_device(name: str) -> torch.device:
                         f"use --device cpu")
     if dev.type not in ("cpu", "cuda"):
         raise UserError(f"unsupported device '{name}'; use cpu or cuda")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return dev
 
 
@@ -197,7 +199,8 @@ def _run(cfg, spec, dev, on_phase, on_step) -> dict:
         "config": cfg.as_dict() | {"device": str(dev)},
         "model": model_summary(spec),
         "fingerprint": fingerprint(),
-        "build": {"seconds": build_s, **memory["build"]},
+        "build": {"seconds": build_s, "parts_s": getattr(trainer, "zm", None) and trainer.zm.build_parts,
+                  **memory["build"]},
         "offload": {"pinned_host_bytes": host_bytes, "resident_blocks": resident},
         "steps": steps,
         "memory": memory,
