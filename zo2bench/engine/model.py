@@ -131,6 +131,13 @@ class LlamaAdapter:
 ADAPTERS = {"opt": OPTAdapter(), "llama": LlamaAdapter()}
 
 
+def import_model_class(spec: ModelSpec):
+    """Import the Hugging Face modeling code for spec (seconds, once per process), apart from building."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    return MODEL_FOR_CAUSAL_LM_MAPPING[type(spec.hf_config())]
+
+
 def meta_model(spec: ModelSpec, dtype: torch.dtype):
     """The Hugging Face model with no storage: a shell whose parameters are to be replaced."""
     import transformers
