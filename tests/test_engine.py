@@ -3,14 +3,14 @@ MeZO's arithmetic against a plain Hugging Face forward, and offloading that deta
 import pytest
 import torch
 
-from tests.conftest import requires_cuda
 from zo2bench import catalog
 from zo2bench.config import RunConfig
 from zo2bench.engine.model import DTYPES, build
 from zo2bench.engine.offload import BlockOffloader
 from zo2bench.engine.trainer import params_digest, run
 from zo2bench.engine.zo import MeZO, step_seed
-from zo2bench.engine.model import unit_seed
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 TINY = ["opt-tiny", "opt-tiny-untied", "opt-tiny-350m", "llama-tiny", "qwen-tiny"]
 
