@@ -131,6 +131,16 @@ class BlockOffloader:
                 release_host_buffer(host)
         self.slots, self.uploaded, self.attached = [], {}, False
 
+    def close(self) -> None:
+        """Stop streaming and release the pinned pages, leaving the weights in ordinary host memory
+        (the end of a run: moving 60 GB back to the device only to free it would cost time and memory)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        if self.pin:
+            for u in self.streamed:
+                release_host_buffer(u.theta)
+        self.slots, self.uploaded, self.attached = [], {}, False
+
     def host_bytes(self) -> int:
         return sum(u.numel for u in self.streamed) * torch.empty((), dtype=self.zm.dtype).element_size()
 

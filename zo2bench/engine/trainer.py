@@ -83,11 +83,16 @@ def _reset_peaks(dev: torch.device) -> None:
 
 
 def params_digest(tensors) -> str:
-    """sha256 over the weights' bytes in a fixed order: two runs compare without storing weights."""
-    h = hashlib.sha256()
-    for t in tensors:
-        h.update(t.detach().contiguous().cpu().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    """sha256 over the sha256 of each weight tensor, in a fixed order: two runs compare without storing
+    weights. Tensors hash in parallel (hashlib releases the GIL): 60 GB of OPT-30B in seconds, not minutes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(t):
+        return hashlib.sha256(t.detach().contiguous().cpu().view(torch.uint8).numpy()).digest()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        parts = list(pool.map(one, tensors))
+    return hashlib.sha256(b"".join(parts)).hexdigest()
 
 
 def random_batches(vocab: int, cfg: RunConfig, n: int, make_batch):
@@ -195,7 +200,7 @@ def _run(cfg, spec, dev, on_phase, on_step) -> dict:
             host_bytes, resident = 0, None
     finally:
         if isinstance(weights, BlockOffloader):
-            weights.detach()
+            weights.close()
 
     from zo2bench.probes.fingerprint import fingerprint
     from zo2bench.results import SCHEMA_VERSION
