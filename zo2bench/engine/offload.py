@@ -65,11 +65,21 @@ def host_buffer(numel: int, dtype: torch.dtype, pin: bool) -> torch.Tensor:
         rc = torch.cuda.cudart().cudaHostRegister(t.data_ptr(), t.numel() * t.element_size(), 0)
         if int(rc) != 0:
             raise RuntimeError(f"cudaHostRegister failed ({rc}) for {t.numel() * t.element_size()} bytes")
+        _pinned[0] += t.numel() * t.element_size()
     return t
 
 
 def release_host_buffer(t: torch.Tensor) -> None:
     torch.cuda.cudart().cudaHostUnregister(t.data_ptr())
+    _pinned[0] -= t.numel() * t.element_size()
+
+
+_pinned = [0]  # bytes registered by host_buffer(pin=True) and not yet released
+
+
+def pinned_bytes() -> int:
+    """Bytes currently page-locked by host_buffer(pin=True) (the probes' pinned_bytes callback)."""
+    return _pinned[0]
 
 
 class Resident:
