@@ -1,0 +1,37 @@
+"""Where does a step's time go? torch.profiler over a few steps (device tool).
+
+    PYTHONPATH=. python3 tools/profile_step.py --model opt-1.3b-untied --mode mezo --batch 1 --seq 2048
+"""
+import argparse
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from zo2bench.config import RunConfig
+from zo2bench.engine import trainer
+
+p = argparse.ArgumentParser()
+p.add_argument("--model", default="opt-1.3b-untied")
+p.add_argument("--mode", default="mezo")
+p.add_argument("--batch", type=int, default=1)
+p.add_argument("--seq", type=int, default=2048)
+p.add_argument("--rows", type=int, default=22)
+a = p.parse_args()
+
+prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+started = []
+
+
+def on_phase(name):
+    if name == "measured":
+        prof.__enter__()
+        started.append(1)
+
+
+rec = trainer.run(RunConfig(model=a.model, mode=a.mode, batch=a.batch, seq=a.seq, dtype="fp16", device="cuda",
+                            warmup=3, steps=3), on_phase=on_phase)
+torch.cuda.synchronize()
+prof.__exit__(None, None, None)
+print(f"== {a.model} {a.mode} b{a.batch} T{a.seq}: steps ms",
+      [round(s["seconds"] * 1e3, 1) for s in rec["steps"]])
+print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=a.rows, max_name_column_width=60))
