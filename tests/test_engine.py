@@ -8,6 +8,7 @@ from zo2bench.config import RunConfig
 from zo2bench.engine.model import DTYPES, build
 from zo2bench.engine.offload import BlockOffloader
 from zo2bench.engine.trainer import params_digest, run
+from zo2bench.engine.model import unit_seed
 from zo2bench.engine.zo import MeZO, step_seed
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -55,7 +56,7 @@ def test_same_seed_same_run_and_other_seed_differs():
 
 
 def _z(zo, unit, seed):
-    return torch.cat([z.clone() for _, _, z in zo._z_chunks(unit, seed)])
+    return torch.cat([z.clone() for _, _, z in zo.noise.chunks(unit.numel, unit_seed(seed, unit.index))])
 
 
 @pytest.mark.parametrize("model", ["opt-tiny", "opt-tiny-350m", "llama-tiny"])
@@ -183,3 +184,22 @@ def test_gpu_lr_zero_no_drift(dtype):
     before = params_digest(u.theta for u in build(spec, DTYPES[dtype], torch.device("cuda"), seed=3).units)
     rec = run(cfg(model="opt-125m", mode="zo2", dtype=dtype, device="cuda", lr=0.0, steps=4, seq=128))
     assert rec["final_params_sha256"] == before
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_triton_noise_is_one_z_for_perturb_and_update(dtype):
+    from zo2bench.engine.noise import TritonNoise
+
+    noise = TritonNoise(torch.device("cuda"), dtype, 10**7)
+    theta = torch.randn(3_000_001, device="cuda").to(dtype)
+    out = torch.empty_like(theta)
+    noise.perturb(out, theta, seed=123, scale=1.0)
+    upd = theta.clone()
+    noise.update(upd, seed=123, coef=torch.ones((), device="cuda"))
+    assert torch.equal(out, upd)  # the update regenerates exactly the z of the perturbation
+    z = (out.float() - theta.float())
+    assert abs(z.mean().item()) < 0.01 and abs(z.std().item() - 1) < 0.02
+    again = torch.empty_like(theta)
+    noise.perturb(again, theta, seed=124, scale=1.0)
+    assert not torch.equal(again, out)

@@ -19,11 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from zo2bench.engine.model import ZOModel, unit_seed
-
-# z is drawn in chunks of this many elements, so it never needs a buffer the size of a unit; the
-# chunking is fixed, so the same (seed, unit) gives the same z on any schedule.
-Z_CHUNK = 1 << 22
-
+from zo2bench.engine.noise import make_noise
 
 def step_seed(seed: int, t: int) -> int:
     return unit_seed(seed + 0x5EED, t)
@@ -37,27 +33,18 @@ class Update:
 
 
 class MeZO:
-    def __init__(self, zm: ZOModel, weights, lr: float, eps: float, weight_decay: float = 0.0, seed: int = 0):
+    def __init__(self, zm: ZOModel, weights, lr: float, eps: float, weight_decay: float = 0.0, seed: int = 0,
+                 noise: str = "auto"):
         self.zm, self.weights = zm, weights
         self.lr, self.eps, self.wd, self.seed = lr, eps, weight_decay, seed
         self.pending: Update | None = None
-        self.zbuf = torch.empty(min(Z_CHUNK, max(u.numel for u in zm.units)), dtype=zm.dtype, device=zm.device)
-
-    def _z_chunks(self, unit, seed: int):
-        """(start, end, z) over the unit's flat weights, z drawn from the (seed, unit) stream."""
-        gen = torch.Generator(device=self.zm.device).manual_seed(unit_seed(seed, unit.index))
-        for start in range(0, unit.numel, Z_CHUNK):
-            end = min(start + Z_CHUNK, unit.numel)
-            z = self.zbuf[: end - start]
-            z.normal_(generator=gen)
-            yield start, end, z
+        self.noise = make_noise(zm.device, zm.dtype, max(u.numel for u in zm.units), noise)
 
     def _apply(self, unit, theta, upd: Update) -> None:
         if upd.decay:
             for a, b in unit.decay_ranges():
                 theta[a:b].mul_(1.0 - upd.decay)
-        for start, end, z in self._z_chunks(unit, upd.seed):
-            theta[start:end].addcmul_(z, upd.coef)
+        self.noise.update(theta, unit_seed(upd.seed, unit.index), upd.coef)
 
     def step(self, batch, t: int, lr: float | None = None):
         lr = self.lr if lr is None else lr
@@ -80,9 +67,7 @@ class MeZO:
 
     def _write(self, unit, theta, seed: int, sign: float) -> None:
         """arena <- theta + sign * eps * z(seed, unit)."""
-        out = self.zm.arena_view(unit)
-        for start, end, z in self._z_chunks(unit, seed):
-            torch.add(theta[start:end], z, alpha=sign * self.eps, out=out[start:end])
+        self.noise.perturb(self.zm.arena_view(unit), theta, unit_seed(seed, unit.index), sign * self.eps)
 
     def flush(self) -> None:
         """Apply the pending update to every unit, so theta is final."""
