@@ -14,7 +14,7 @@ import sys
 from zo2bench.errors import UserError
 
 # Each module defines register(subparsers); the parser it adds sets `func` (args -> exit status).
-COMMANDS = ["list", "run", "calibrate", "sweep", "results"]
+COMMANDS = ["list", "run", "calibrate", "sweep", "results", "bench-step"]
 
 
 class _Parser(argparse.ArgumentParser):

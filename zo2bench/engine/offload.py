@@ -50,6 +50,48 @@ def _event(device: torch.device):
     return torch.cuda.Event() if device.type == "cuda" else None
 
 
+def _no_span(lane, name):
+    return nullcontext()
+
+
+class Timeline:
+    """Busy time per lane ("upload", "compute", "offload") from CUDA events, read after a synchronisation.
+
+    Compute spans start after the wait for a block's upload, so a stall shows as step time that no
+    compute span covers. Costs two timing events per span; off unless asked for (bench-step).
+    """
+
+    def __init__(self):
+        self.spans: list[tuple[str, object, object]] = []
+
+    def begin(self, lane: _Lane):
+        if lane.stream is None:
+            return None
+        ev = torch.cuda.Event(enable_timing=True)
+        lane.record(ev)
+        return ev
+
+    def end(self, lane: _Lane, name: str, start) -> None:
+        if start is not None:
+            ev = torch.cuda.Event(enable_timing=True)
+            lane.record(ev)
+            self.spans.append((name, start, ev))
+
+    @contextmanager
+    def span(self, lane: _Lane, name: str):
+        start = self.begin(lane)
+        yield
+        self.end(lane, name, start)
+
+    def collect(self) -> dict[str, float]:
+        """Milliseconds per lane since the last collect (the caller has synchronised)."""
+        out: dict[str, float] = {}
+        for name, a, b in self.spans:
+            out[name] = out.get(name, 0.0) + a.elapsed_time(b)
+        self.spans = []
+        return out
+
+
 def host_buffer(numel: int, dtype: torch.dtype, pin: bool) -> torch.Tensor:
     """An exactly-sized host buffer, page-locked in place when `pin`.
 
@@ -85,12 +127,14 @@ def pinned_bytes() -> int:
 class Resident:
     """Every unit's weights stay on the working device (MeZO without offloading)."""
 
-    def __init__(self, zm):
-        self.zm = zm
+    def __init__(self, zm, timeline: Timeline | None = None):
+        self.zm, self.span = zm, timeline.span if timeline else _no_span
+        self.compute = _Lane(zm.device, current=True)
 
     @contextmanager
     def use(self, unit):
-        yield unit.theta
+        with self.span(self.compute, "compute"):
+            yield unit.theta
 
     def written(self, unit) -> None:
         pass
@@ -100,8 +144,9 @@ class Resident:
 
 
 class BlockOffloader:
-    def __init__(self, zm, prefetch: int = 1, resident_blocks: int = 0):
+    def __init__(self, zm, prefetch: int = 1, resident_blocks: int = 0, timeline: Timeline | None = None):
         self.zm, self.device = zm, zm.device
+        self.span = timeline.span if timeline else _no_span
         blocks = zm.blocks
         self.streamed = blocks[resident_blocks:]  # the first blocks stay on the device when a budget allows
         self.resident_blocks = blocks[:resident_blocks]
@@ -162,9 +207,8 @@ class BlockOffloader:
         self.next_slot = (s + 1) % len(self.slots)
         unit = self.zm.units[index]
         self.up.wait(*[e for e in (self.slot_free[s], self.host_fresh[index]) if e is not None])
-        with self.up():
-            slot = self.slots[s][: unit.numel]
-            slot.copy_(unit.theta, non_blocking=True)
+        with self.up(), self.span(self.up, "upload"):
+            self.slots[s][: unit.numel].copy_(unit.theta, non_blocking=True)
             done = _event(self.device)
             self.up.record(done)
         self.uploaded[index] = (s, done)
@@ -172,7 +216,8 @@ class BlockOffloader:
     @contextmanager
     def use(self, unit):
         if unit.index not in self.host_fresh:  # embeddings, head and resident blocks
-            yield unit.theta
+            with self.span(self.compute, "compute"):
+                yield unit.theta
             return
         self._upload(unit.index)
         pos = self.order.index(unit.index)
@@ -182,7 +227,8 @@ class BlockOffloader:
         if done is not None:
             self.compute.wait(done)
         self._slot_in_use = s
-        yield self.slots[s][: unit.numel]
+        with self.span(self.compute, "compute"):
+            yield self.slots[s][: unit.numel]
         # The slot is free once compute is done with it and any copy out of it has finished: the offload
         # lane, which already holds that copy, waits for compute and marks the slot.
         if self.slot_free[s] is not None:
@@ -200,6 +246,6 @@ class BlockOffloader:
         if ready is not None:
             self.compute.record(ready)
             self.down.wait(ready)
-        with self.down():
+        with self.down(), self.span(self.down, "offload"):
             unit.theta.copy_(self.slots[s][: unit.numel], non_blocking=True)
             self.down.record(self.host_fresh[unit.index])

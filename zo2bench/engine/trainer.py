@@ -101,11 +101,13 @@ def random_batches(vocab: int, cfg: RunConfig, n: int, make_batch):
 
 
 def run(cfg: RunConfig, on_phase: Callable[[str], None] | None = None,
-        on_step: Callable[[int, int, dict], None] | None = None) -> dict:
+        on_step: Callable[[int, int, dict], None] | None = None, timing: bool = False) -> dict:
+    """`timing`: each ZO step's row gets "lanes_ms", the busy time of upload, compute and offload
+    measured with CUDA events (bench-step); off by default, as the events cost a little."""
     spec, dev = validate(cfg)
     on_phase = on_phase or (lambda name: None)
     try:
-        return _run(cfg, spec, dev, on_phase, on_step)
+        return _run(cfg, spec, dev, on_phase, on_step, timing)
     except torch.OutOfMemoryError as e:
         raise _oom(cfg, dev, e) from None
     except RuntimeError as e:  # some allocation paths raise plain RuntimeErrors
@@ -120,10 +122,10 @@ def _oom(cfg, dev, e) -> GPUOutOfMemory:
                           total, detail=str(e).splitlines()[0][:300])
 
 
-def _run(cfg, spec, dev, on_phase, on_step) -> dict:
+def _run(cfg, spec, dev, on_phase, on_step, timing) -> dict:
     from zo2bench.engine.fo import FirstOrder
     from zo2bench.engine.model import build
-    from zo2bench.engine.offload import BlockOffloader, Resident, host_buffer
+    from zo2bench.engine.offload import BlockOffloader, Resident, Timeline, host_buffer
     from zo2bench.engine.zo import MeZO
 
     dtype = TORCH_DTYPES[cfg.dtype]
@@ -142,10 +144,12 @@ def _run(cfg, spec, dev, on_phase, on_step) -> dict:
     if cfg.mode in ZO_MODES:
         host = (lambda n: host_buffer(n, dtype, pin=dev.type == "cuda")) if cfg.mode == "zo2" else None
         zm = build(spec, dtype, dev, cfg.seed, host_blocks=host)
+        timeline = Timeline() if timing and dev.type == "cuda" else None
         if cfg.mode == "zo2":
-            weights = BlockOffloader(zm, prefetch=cfg.prefetch, resident_blocks=resident_blocks(cfg, spec, zm)).attach()
+            weights = BlockOffloader(zm, prefetch=cfg.prefetch, resident_blocks=resident_blocks(cfg, spec, zm),
+                                     timeline=timeline).attach()
         else:
-            weights = Resident(zm)
+            weights = Resident(zm, timeline)
         trainer = MeZO(zm, weights, cfg.lr, cfg.eps, cfg.weight_decay, cfg.seed)
         make_batch = zm.make_batch
     else:
@@ -177,6 +181,8 @@ def _run(cfg, spec, dev, on_phase, on_step) -> dict:
                 lp, lm, g = trainer.step(batches[t], t)
                 lp, lm, g = lp.item(), lm.item(), g.item()  # waits for the step's last kernel
                 row = {"step": t, "warmup": t < cfg.warmup, "loss_plus": lp, "loss_minus": lm, "projected_grad": g}
+                if timeline is not None:
+                    row["lanes_ms"] = timeline.collect()
                 bad = not (math.isfinite(lp) and math.isfinite(lm))
             else:
                 loss = trainer.step(batches[t]).item()

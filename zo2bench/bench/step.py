@@ -1,0 +1,94 @@
+"""`zo2bench bench-step`: one configuration's step time against the floors of the machine it runs on.
+
+    zo2bench bench-step --model opt-1.3b-untied --mode zo2 --dtype fp16 --batch 1 --seq 2048 --out b.json
+
+Warm-up steps, then measured steps (setup and warm-up outside the statistics), with upload, compute and
+offload busy times from CUDA events. The floors come from the calibration of this machine: one given
+with --calibration, else a stored one with the same fingerprint under --results-dir (the output says
+which file), else one measured in this run.
+"""
+from __future__ import annotations
+
+import sys
+
+from zo2bench import catalog
+from zo2bench.bench.calibrate import calibrate, find_calibration, load_calibration
+from zo2bench.bench.floors import floors
+from zo2bench.config import ZO_MODES, RunConfig
+from zo2bench.results import SCHEMA_VERSION
+from zo2bench.stats import summarize
+
+MIB = 2**20
+
+
+def get_calibration(path: str | None, results_dir: str, fingerprint: dict) -> tuple[dict, str]:
+    if path:
+        return load_calibration(path), f"given: {path}"
+    stored = find_calibration(results_dir, fingerprint)
+    if stored is not None:
+        return stored, f"stored, same fingerprint: {stored['source_path']}"
+    print("bench-step: no stored calibration for this machine; calibrating now", file=sys.stderr)
+    return calibrate(), "measured in this run"
+
+
+def bench_step(cfg: RunConfig, calibration_path: str | None = None, results_dir: str = "results") -> dict:
+    from zo2bench.engine.trainer import run
+
+    def progress(i, total, row):
+        print(f"\rbench-step: step {i + 1}/{total} {row['seconds'] * 1e3:8.1f} ms", end="", file=sys.stderr)
+
+    record = run(cfg, on_step=progress, timing=True)
+    print(file=sys.stderr)
+    cal, cal_source = get_calibration(calibration_path, results_dir, record["fingerprint"])
+    measured = [s for s in record["steps"] if not s["warmup"]]
+    step_s = summarize([s["seconds"] for s in measured])
+    lanes = {}
+    for name in ("upload", "compute", "offload"):
+        values = [s["lanes_ms"].get(name, 0.0) for s in measured if "lanes_ms" in s]
+        lanes[name] = summarize(values) if values else None
+    spec = catalog.resolve(cfg.model)
+    resident = record["offload"]["resident_blocks"]
+    fl = floors(spec, cfg.batch, cfg.seq, cfg.mode, cfg.dtype, cal, resident_blocks=resident or 0,
+                device="cuda" if record["config"]["device"].startswith("cuda") else "cpu")
+    return {
+        "schema_version": SCHEMA_VERSION, "kind": "bench-step",
+        "config": record["config"], "model": record["model"], "fingerprint": record["fingerprint"],
+        "calibration": {"source": cal_source, "figures": cal.get("figures"), "fingerprint": cal.get("fingerprint")},
+        "step_s": step_s,
+        "tokens_per_s": cfg.batch * cfg.seq / step_s["median"],
+        "floors": fl,
+        "ratio_to_floor": step_s["median"] / fl["floor_s"] if fl.get("floor_s") else None,
+        "lanes_ms": lanes,
+        "memory": record["memory"]["measured"],
+        "resident_blocks": resident, "streamed_blocks": spec.layers - (resident or 0) if cfg.mode == "zo2" else 0,
+        "build_s": record["build"]["seconds"],
+        "steps": record["steps"],
+    }
+
+
+def table(b: dict) -> str:
+    c, s, fl, mem = b["config"], b["step_s"], b["floors"], b["memory"]
+    ms = lambda x: "n/a" if x is None else f"{x * 1e3:.1f} ms"  # noqa: E731
+    mib = lambda x: "not measured" if x is None else f"{x / MIB:,.0f} MiB"  # noqa: E731
+    rows = [
+        ("configuration", f"{b['model']['name']} ({b['model']['n_params'] / 1e9:.3f} B params) {c['mode']} "
+                          f"{c['dtype']} batch {c['batch']} seq {c['seq']} on {c['device']}"),
+        ("step time", f"median {ms(s['median'])}, IQR {ms(s['iqr'])}, min {ms(s['min'])}, max {ms(s['max'])} "
+                      f"({s['n']} measured steps, {c['warmup']} warm-up)"),
+        ("tokens/s", f"{b['tokens_per_s']:,.0f}"),
+        ("transfer floor", f"{ms(fl.get('transfer_s'))} ({fl.get('bytes', {}).get('total_bytes', 0) / 1e9:.2f} GB "
+                           f"moved per step)" if fl.get("transfer_s") is not None else "n/a"),
+        ("compute floor", f"{ms(fl.get('compute_s'))} ({fl.get('flops', {}).get('total_flops', 0) / 1e12:.2f} TFLOP)"),
+        ("step / floor", "n/a" if b["ratio_to_floor"] is None else f"{b['ratio_to_floor']:.2f}x the {fl.get('binds')} floor"),
+    ]
+    for name, lane in b["lanes_ms"].items():
+        if lane is not None:
+            rows.append((f"{name} busy", f"median {lane['median']:.1f} ms per step (CUDA events)"))
+    rows += [
+        ("peak allocated", mib(mem.get("torch_peak_allocated_bytes"))),
+        ("peak reserved", mib(mem.get("torch_peak_reserved_bytes"))),
+        ("blocks", f"{b['resident_blocks']} resident, {b['streamed_blocks']} streamed" if c["mode"] in ZO_MODES else "n/a"),
+        ("calibration", b["calibration"]["source"]),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
