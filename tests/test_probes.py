@@ -4,12 +4,12 @@ The NVML paths run against a fake pynvml here (there may be no GPU); tests marke
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
 import subprocess
 import sys
-import threading
 import time
 import types
 import warnings
@@ -19,10 +19,10 @@ import torch
 
 from zo2bench.probes import ProbeSet, fingerprint as fpmod, nvml as nvmlmod, torchmem
 from zo2bench.probes.fingerprint import GPU_KEYS, fingerprint, machine_id
-from zo2bench.probes.host import HostSampler, downsample
+from zo2bench.probes.host import HostSampler, PeriodicSampler, downsample
 from zo2bench.probes.nvml import NvmlSampler
 
-GPU_FIELDS = NvmlSampler.fields
+GPU_FIELDS = NvmlSampler.fields + NvmlSampler.slow_fields
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
@@ -94,6 +94,7 @@ def test_host_sampler_counts_children():
         child.kill()
         child.wait()
     assert summary["fields"]["host_children_rss_bytes"]["peak"] >= 64 * 2**20
+    assert summary["slow_n_samples"] >= 2 and "host_children_rss_bytes" in summary["slow_fields"]
 
 
 def test_failing_callback_does_not_kill_the_thread():
@@ -138,9 +139,12 @@ def test_probeset_cpu_phases_and_not_measured():
     assert summary["phases"]["build"]["host_rss_bytes"]["peak"] >= 32 * 2**20
     assert set(GPU_FIELDS) <= set(summary["not_measured"])
     assert "host_rss_bytes" not in summary["not_measured"]
-    series = summary["series"]
+    series, slow = summary["series"], summary["slow_series"]
     assert len(series["t_s"]) == summary["n_samples"] and "host_rss_bytes" in series
-    assert not set(GPU_FIELDS) & set(series)
+    assert len(slow["t_s"]) == summary["slow_n_samples"] >= 2 and "host_children_rss_bytes" in slow
+    assert not set(GPU_FIELDS) & (set(series) | set(slow))
+    assert summary["sample_rate_hz"] > 0 and summary["slow_sample_rate_hz"] > 0
+    assert summary["nvml_queries"] is None
     assert probes.stop() is summary
 
 
@@ -283,7 +287,13 @@ def test_nvml_sampler_with_fake_gpu(fake_gpu):
     assert sum("not measured: sm_clock_mhz" in s for s in messages) == 1
     assert sum("power_w" in s for s in messages) == 1  # the transient failure is reported once
     assert fake_gpu.calls["init"] == 0  # every nvmlInit was paired with a shutdown
-    assert not any(t.name == "NvmlPcie" for t in threading.enumerate())
+    assert not probes.thread.is_alive() and probes._sampler.slow_thread is None
+    # PCIe (40 ms a round here) and the process list are on the slow thread, with their own times
+    assert {"gpu_process_used_bytes", "pcie_tx_bytes_per_s"} <= set(summary["slow_fields"])
+    assert {"gpu_process_used_bytes", "pcie_tx_bytes_per_s"} <= set(summary["slow_series"])
+    assert "gpu_device_used_bytes" in summary["series"] and "pcie_tx_bytes_per_s" not in summary["series"]
+    assert summary["slow_n_samples"] >= 3 and m["slow_n_samples"] >= 2
+    assert all(q["mode"] == "released" for q in summary["nvml_queries"].values())  # the fake has no nvmlLib
     views = probes.memory_views({"torch_peak_allocated_bytes": 100 * 2**20, "torch_peak_reserved_bytes": 200 * 2**20})
     assert views["allocator_cache_bytes"] == 100 * 2**20
     assert views["outside_torch_allocator_bytes"] == 100 * 2**20
@@ -328,6 +338,168 @@ def test_fingerprint_gpu_fields_from_fake_nvml(fake_gpu, monkeypatch):
     assert machine_id(fp) == "h100-80gb-hbm3"
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     assert fpmod.fingerprint()["gpu_bus_id"] == "00000000:17:00.0"
+
+
+# -- rates: absolute schedule, the GIL, the slow group ------------------------------------------
+
+def busy_python(seconds: float) -> int:
+    """A training loop at its worst for a sampler: pure Python, never giving up the GIL of its own accord."""
+    t, x = time.perf_counter(), 0
+    while time.perf_counter() - t < seconds:
+        for i in range(1000):
+            x += i
+    return x
+
+
+class Jittery(PeriodicSampler):
+    """Reads take 30 ms and 5 ms by turns: 17.5 ms on average, under the 20 ms interval."""
+
+    fields = ("x",)
+
+    def __init__(self):
+        super().__init__(interval_s=0.02)
+        self.n = 0
+
+    def read(self):
+        self.n += 1
+        time.sleep(0.03 if self.n % 2 else 0.005)
+        return {"x": self.n}
+
+
+def test_absolute_schedule_keeps_the_rate_when_reads_vary():
+    s = Jittery()
+    s.start()
+    time.sleep(1.0)
+    s.stop()
+    t = s.columns()["t_s"]
+    # sleeping interval_s after each read would give one sample per ~37 ms (27 Hz)
+    assert (len(t) - 1) / (t[-1] - t[0]) > 42
+
+
+def test_fast_group_keeps_its_rate_under_a_busy_python_thread():
+    probes = ProbeSet(device="cpu", interval_s=0.02, pinned_bytes=lambda: 0)
+    probes.start()
+    probes.phase("measured")
+    busy_python(1.0)
+    summary = probes.stop()
+    assert summary["sample_rate_hz"] >= 40, summary  # 50 Hz asked; the margin is for a shared machine
+    assert summary["slow_sample_rate_hz"] >= 10, summary
+    assert summary["max_gap_s"] < 0.2
+
+
+def fake_nvml_lib(nv):
+    """nv.nvmlLib: the fast queries as C function pointers calling into the fake, as a real CDLL holds them."""
+    P, uint, ull = ctypes.POINTER, ctypes.c_uint, ctypes.c_ulonglong
+
+    def c_function(fn, store, *argtypes):
+        def call(handle, *args):
+            try:
+                store(args[-1].contents, fn(handle or 0, *args[:-1]))
+                return 0
+            except FakeNVMLError as e:
+                return e.value
+        return ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, *argtypes)(call)
+
+    def value(out, v):
+        out.value = v
+
+    def util(out, v):
+        out.gpu, out.memory = v.gpu, v.memory
+
+    def mem(out, v):
+        out.used = v.used
+
+    return types.SimpleNamespace(
+        nvmlDeviceGetMemoryInfo=c_function(lambda h: nv.nvmlDeviceGetMemoryInfo(h), mem, P(nvmlmod._Memory)),
+        nvmlDeviceGetUtilizationRates=c_function(lambda h: nv.nvmlDeviceGetUtilizationRates(h), util,
+                                                 P(nvmlmod._Utilization)),
+        nvmlDeviceGetPowerUsage=c_function(lambda h: nv.nvmlDeviceGetPowerUsage(h), value, P(uint)),
+        nvmlDeviceGetTotalEnergyConsumption=c_function(lambda h: nv.nvmlDeviceGetTotalEnergyConsumption(h), value,
+                                                       P(ull)),
+        nvmlDeviceGetClockInfo=c_function(lambda h, c: nv.nvmlDeviceGetClockInfo(h, c), value, ctypes.c_int, P(uint)),
+    )
+
+
+def test_cheap_nvml_queries_keep_the_gil(fake_gpu, monkeypatch):
+    monkeypatch.setattr(fake_gpu, "nvmlDeviceGetClockInfo", lambda h, c: 1980 if c == fake_gpu.NVML_CLOCK_SM else 2619)
+    fake_gpu.nvmlLib = fake_nvml_lib(fake_gpu)
+    probes = ProbeSet(device="cuda:0", interval_s=0.02)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        probes.start()
+        probes.phase("measured")
+        busy_python(1.0)
+        summary = probes.stop()
+    assert all(q["mode"] == "held" for q in summary["nvml_queries"].values()), summary["nvml_queries"]
+    m = summary["phases"]["measured"]
+    assert m["gpu_device_used_bytes"]["peak"] == 2 * 2**30 and m["gpu_util_percent"]["peak"] == 90
+    assert m["gpu_memory_util_percent"]["peak"] == 40 and m["power_w"]["peak"] == 250.0
+    assert m["sm_clock_mhz"]["peak"] == 1980 and m["mem_clock_mhz"]["peak"] == 2619
+    assert 0.8 * 250 * 0.8 < m["energy_j"] < 2 * 250
+    assert summary["read_errors"]["power_w"] >= 1  # the held path reports NVML's errors like pynvml does
+    assert summary["sample_rate_hz"] >= 40, summary
+    assert m["gpu_process_used_bytes"]["peak"] == 300 * 2**20
+    assert summary["slow_sample_rate_hz"] >= 10, summary  # the process's GPU memory: 20 Hz asked
+
+
+def test_held_queries_fit_the_budget(fake_gpu, monkeypatch):
+    monkeypatch.setattr(fake_gpu, "nvmlDeviceGetClockInfo", lambda h, c: 1980)
+    fake_gpu.nvmlLib = fake_nvml_lib(fake_gpu)
+    monkeypatch.setattr(nvmlmod, "HOLD_BUDGET_S", 0.0)
+    s = NvmlSampler("cuda:0", interval_s=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s.start()
+        summary = s.stop()
+    assert {q["mode"] for q in summary["nvml_queries"].values()} == {"released"}
+    assert all(q["open_us"] is not None for q in summary["nvml_queries"].values())
+
+
+def test_a_held_query_that_turns_slow_releases_the_gil(fake_gpu, monkeypatch):
+    monkeypatch.setattr(fake_gpu, "nvmlDeviceGetClockInfo", lambda h, c: 1980)
+    fast = [True]
+    mem = fake_gpu.nvmlDeviceGetMemoryInfo
+
+    def memory(h):  # cheap at open(), then 2 ms a call (a driver lock, say)
+        if not fast[0]:
+            time.sleep(0.002)
+        return mem(h)
+
+    monkeypatch.setattr(fake_gpu, "nvmlDeviceGetMemoryInfo", memory)
+    fake_gpu.nvmlLib = fake_nvml_lib(fake_gpu)
+    s = NvmlSampler("cuda:0", interval_s=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s.start()
+        assert s.queries()["gpu_device_used_bytes"]["mode"] == "held"
+        fast[0] = False
+        time.sleep(0.2)
+        summary = s.stop()
+    assert summary["nvml_queries"]["gpu_device_used_bytes"]["mode"].startswith("released (demoted")
+    assert summary["nvml_queries"]["power_w"]["mode"] == "held"
+    assert summary["fields"]["gpu_device_used_bytes"]["peak"] == 2 * 2**30
+
+
+def test_offload_counts_pinned_bytes(monkeypatch):
+    from zo2bench.engine import offload
+
+    class Cudart:
+        def cudaHostRegister(self, ptr, n, flags):
+            return 0
+
+        def cudaHostUnregister(self, ptr):
+            return 0
+
+    monkeypatch.setattr(torch.cuda, "cudart", lambda: Cudart())
+    before = offload.pinned_bytes()
+    a = offload.host_buffer(1000, torch.float16, pin=True)
+    b = offload.host_buffer(10, torch.float32, pin=True)
+    offload.host_buffer(10, torch.float32, pin=False)  # pageable: not counted
+    assert offload.pinned_bytes() - before == 2000 + 40
+    offload.release_host_buffer(a)
+    assert offload.pinned_bytes() - before == 40
+    offload.release_host_buffer(b)
+    assert offload.pinned_bytes() == before
 
 
 # -- real GPU ------------------------------------------------------------------------------------

@@ -273,6 +273,10 @@ def test_a_real_tiny_cell_end_to_end(tmp_path):
     assert row["model"]["n_params"] == catalog.get("opt-tiny").n_params() == row["n_params"]
     assert row["build_seconds"] > 0 and len(row["final_params_sha256"]) == 64
     assert row["probes"]["phases"]["measured"]["host_rss_bytes"]["peak"] > 0
+    # the engine's pinned-bytes count reaches the probes; on CPU nothing is pinned
+    assert row["probes"]["phases"]["measured"]["pinned_bytes"] == {"peak": 0, "mean": 0}
+    assert "pinned_bytes" not in row["probes"]["not_measured"] and row["probes"]["sample_rate_hz"] > 0
+    assert row["memory"]["views"]["measured"]["pinned_peak_bytes"] == 0
     assert row["memory"]["views"]["measured"]["host_rss_peak_bytes"] > 0
     assert row["fingerprint"] and row["machine_id"] == summary["machine_id"]
     assert "1/1 opt-tiny zo2 fp32 b1 s32: ok" in events.getvalue()

@@ -71,10 +71,12 @@ def run_cell(payload: dict, emit) -> dict:
     status, reason, fields = "ok", None, {}
     probes, summary, torch_peaks = None, None, {}
     try:
+        from zo2bench.engine import offload
         from zo2bench.engine.trainer import run
         from zo2bench.probes import ProbeSet
 
-        probes = ProbeSet(device=cfg.device, interval_s=0.02)
+        # pinned_bytes: what the engine holds page-locked, shown in the host view beside RSS
+        probes = ProbeSet(device=cfg.device, interval_s=0.02, pinned_bytes=offload.pinned_bytes)
         probes.start()
 
         def on_phase(name: str) -> None:

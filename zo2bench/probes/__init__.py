@@ -1,4 +1,4 @@
-"""Probes around a run: GPU (NVML) and host (psutil) samplers on one thread, with phases.
+"""Probes around a run: GPU (NVML) and host samplers with phases, a fast and a slow group of fields.
 
     probes = ProbeSet(device="cuda:0", pinned_bytes=engine.pinned_bytes)
     probes.start()
@@ -8,24 +8,37 @@
     summary = probes.stop()     # JSON-serialisable
     views = probes.memory_views(torchmem.read_peak("cuda:0"))
 
-summary = {"interval_s", "n_samples", "duration_s", "sample_rate_hz", "device", "gpu_uuid", "gpu_bus_id",
-           "phases": {name: {"start_s", "end_s", "n_samples", FIELD: {"peak", "mean"}, ..., "energy_j": float}},
+Two threads sample (host.py's PeriodicSampler), each group with its own timestamps and rate:
+- the fast group, every interval_s on an absolute schedule (50 Hz at the default 20 ms), keeping the
+  GIL through its reads so that a busy training thread costs it one GIL hand-over per sample:
+  gpu_device_used_bytes, gpu_util_percent, gpu_memory_util_percent, power_w, energy_j, sm_clock_mhz,
+  mem_clock_mhz, host_rss_bytes, cpu_percent, host_available_bytes, pinned_bytes;
+- the slow group, at most every slow_interval_s (20 Hz at the default 50 ms; with PCIe throughput
+  supported a round takes 40-50 ms of driver calls): gpu_process_used_bytes, pcie_tx_bytes_per_s,
+  pcie_rx_bytes_per_s, host_children_rss_bytes.
+
+summary = {"interval_s", "slow_interval_s", "n_samples", "slow_n_samples", "duration_s",
+           "sample_rate_hz", "slow_sample_rate_hz",    # achieved per group: (samples - 1) / (last - first)
+           "max_gap_s", "skipped_ticks",               # the fast group's longest gap; ticks it was too late for
+           "slow_fields": [FIELD, ...], "nvml_queries": {...},   # see nvml.py
+           "device", "gpu_uuid", "gpu_bus_id",
+           "phases": {name: {"start_s", "end_s", "n_samples", "slow_n_samples", FIELD: {"peak", "mean"}, ...,
+                             "energy_j": float}},
            "overall": {same as a phase, from start() to stop()},
-           "series": {"t_s": [...], FIELD: [...]},      # measured fields only, at most ~2000 points
+           "series": {"t_s": [...], FIELD: [...]},       # fast fields measured, at most ~2000 points
+           "slow_series": {"t_s": [...], FIELD: [...]},  # slow fields measured, their own times
            "not_measured": [FIELD, ...], "not_measured_why": {FIELD: reason}, "read_errors": {FIELD: count}}
 
-FIELDs: gpu_device_used_bytes, gpu_process_used_bytes, gpu_util_percent, gpu_memory_util_percent, power_w,
-energy_j (joules spent in the window), pcie_tx_bytes_per_s, pcie_rx_bytes_per_s, sm_clock_mhz,
-mem_clock_mhz, host_rss_bytes, host_children_rss_bytes, cpu_percent, host_available_bytes, pinned_bytes.
 A field not measured on this machine is None (in place of {"peak", "mean"}) and listed in
-not_measured, never 0. Means are over samples; a sample is also taken at every phase boundary, so
-even a phase shorter than interval_s has its start and end.
+not_measured, never 0. Means are over samples; a fast sample is also taken at every phase boundary,
+so even a phase shorter than interval_s has its start and end (a slow field may have no sample in a
+phase shorter than a slow round: {"peak": None, "mean": None}).
 """
 from __future__ import annotations
 
 import time
 
-from zo2bench.probes.host import HostSampler, PeriodicSampler, downsample, summarize_window
+from zo2bench.probes.host import HostSampler, PeriodicSampler, downsample
 from zo2bench.probes.nvml import NvmlSampler
 
 __all__ = ["ProbeSet", "HostSampler", "NvmlSampler", "PeriodicSampler"]
@@ -34,12 +47,13 @@ MAX_SERIES_POINTS = 2000
 
 
 class _Both(PeriodicSampler):
-    """One thread reading both samplers, so their rows share timestamps and wake-ups cost half."""
+    """Both samplers on one fast and one slow thread, so their rows share timestamps and wake-ups cost half."""
 
-    def __init__(self, parts, interval_s, t0):
-        super().__init__(interval_s, t0)
+    def __init__(self, parts, interval_s, t0, slow_interval_s):
+        super().__init__(interval_s, t0, slow_interval_s)
         self.parts = parts
         self.fields = tuple(f for p in parts for f in p.fields)
+        self.slow_fields = tuple(f for p in parts for f in p.slow_fields)
         self.counters = frozenset().union(*(p.counters for p in parts))
 
     def open(self):
@@ -47,19 +61,26 @@ class _Both(PeriodicSampler):
             try:
                 p.open()
             except Exception as e:  # one broken probe leaves the other measuring
-                p.not_measured.update(dict.fromkeys(p.fields, f"{type(p).__name__} failed to open: {e!r}"))
-                p.read = dict
+                p.not_measured.update(dict.fromkeys(p.all_fields, f"{type(p).__name__} failed to open: {e!r}"))
+                p.read = p.read_slow = dict
                 self.warn_once(type(p).__name__, f"{type(p).__name__} not measuring: {e!r}")
             self.not_measured.update(p.not_measured)
 
-    def read(self):
+    def _merge(self, method):
         row = {}
         for p in self.parts:
             try:
-                row.update(p.read())
+                row.update(getattr(p, method)())
             except Exception as e:
-                self.warn_once(f"read {type(p).__name__}", f"{type(p).__name__}.read failed, its fields None: {e!r}")
+                self.warn_once(f"{method} {type(p).__name__}",
+                               f"{type(p).__name__}.{method} failed, its fields None: {e!r}")
         return row
+
+    def read(self):
+        return self._merge("read")
+
+    def read_slow(self):
+        return self._merge("read_slow")
 
     def close(self):
         for p in self.parts:
@@ -71,17 +92,19 @@ class _Both(PeriodicSampler):
 class ProbeSet:
     """GPU and host samplers for one run; see the module docstring for the summary."""
 
-    def __init__(self, device: str = "cpu", interval_s: float = 0.02, pinned_bytes=None, include_children: bool = False):
+    def __init__(self, device: str = "cpu", interval_s: float = 0.02, pinned_bytes=None, include_children: bool = False,
+                 slow_interval_s: float = 0.05):
         if device == "auto":
             import torch
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
-        self.interval_s = interval_s
+        self.interval_s, self.slow_interval_s = interval_s, slow_interval_s
         t0 = time.perf_counter()
-        self.gpu = NvmlSampler(device, interval_s, include_children=include_children, t0=t0)
-        self.host = HostSampler(interval_s, pinned_bytes=pinned_bytes, t0=t0)
-        self._sampler = _Both([self.gpu, self.host], interval_s, t0)
+        self.gpu = NvmlSampler(device, interval_s, include_children=include_children, t0=t0,
+                               slow_interval_s=slow_interval_s)
+        self.host = HostSampler(interval_s, pinned_bytes=pinned_bytes, t0=t0, slow_interval_s=slow_interval_s)
+        self._sampler = _Both([self.gpu, self.host], interval_s, t0, slow_interval_s)
         self._phases: list[tuple[str, float]] = []  # (name, start in s from t0)
         self._end_s: float | None = None
         self._summary: dict | None = None
@@ -115,21 +138,32 @@ class ProbeSet:
         self._sampler.stop()
         self._end_s = self._now()
         s = self._sampler
-        cols = s.columns()
+        cols, slow = s.columns(), s.slow_columns()
         bounds = [t for _, t in self._phases[1:]] + [self._end_s]
         windows = {name: (start, end) for (name, start), end in zip(self._phases, bounds)}
 
         def window(start, end):
-            w = summarize_window(cols, s.fields, s.counters, start, end)
-            w["fields"].update(dict.fromkeys(s.not_measured))  # not measured: None, not {"peak": None, ...}
-            return {"start_s": round(start, 4), "end_s": round(end, 4), "n_samples": w["n_samples"], **w["fields"]}
+            w = s.window(start, end, cols, slow)
+            return {"start_s": round(start, 4), "end_s": round(end, 4), "n_samples": w["n_samples"],
+                    "slow_n_samples": w["slow_n_samples"], **w["fields"]}
 
+        def rate(ts):  # achieved: over the span sampled (open() and its trial reads come before it)
+            return round((len(ts) - 1) / (ts[-1] - ts[0]), 1) if len(ts) > 1 and ts[-1] > ts[0] else None
+
+        t, t_slow = cols.get("t_s", []), slow.get("t_s", [])
+        n, n_slow = len(t), len(t_slow)
         self._summary = {
             "interval_s": self.interval_s,
-            "n_samples": len(cols.get("t_s", [])),
+            "slow_interval_s": self.slow_interval_s,
+            "n_samples": n,
+            "slow_n_samples": n_slow,
             "duration_s": round(self._end_s, 4),
-            # below 1/interval_s when a busy Python thread kept the GIL (see nvml.py's docstring)
-            "sample_rate_hz": round(len(cols.get("t_s", [])) / self._end_s, 1) if self._end_s > 0 else None,
+            "sample_rate_hz": rate(t),
+            "slow_sample_rate_hz": rate(t_slow),
+            "max_gap_s": round(max((b - a for a, b in zip(t, t[1:])), default=0.0), 4),
+            "skipped_ticks": s.skipped_ticks,
+            "slow_fields": [f for f in s.slow_fields if f not in s.not_measured],
+            "nvml_queries": self.gpu.queries() or None,
             "device": self.device,
             "gpu_uuid": self.gpu.gpu_uuid,
             "gpu_bus_id": self.gpu.gpu_bus_id,
@@ -137,6 +171,8 @@ class ProbeSet:
             "overall": window(0.0, self._end_s),
             "series": downsample({k: v for k, v in cols.items() if k not in s.not_measured},
                                  MAX_SERIES_POINTS, s.counters),
+            "slow_series": downsample({k: v for k, v in slow.items() if k not in s.not_measured},
+                                      MAX_SERIES_POINTS, s.counters),
             "not_measured": sorted(s.not_measured),
             "not_measured_why": dict(s.not_measured),
             "read_errors": dict(s.read_errors),

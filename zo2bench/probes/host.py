@@ -4,13 +4,27 @@
     sampler.start()
     ...                                   # the work being measured
     summary = sampler.stop()              # {"n_samples", "fields": {name: {"peak", "mean"}}, "not_measured", ...}
-    sampler.columns()                     # {"t_s": [...], "host_rss_bytes": [...], ...}
+    sampler.columns()                     # {"t_s": [...], "host_rss_bytes": [...], ...}   (the fast group)
+    sampler.slow_columns()                # {"t_s": [...], "host_children_rss_bytes": [...]}  (the slow group)
 
-A PeriodicSampler calls read() on a daemon thread every interval_s and appends the values column by
-column. A value it could not read is None, never 0: 0 would look like a measurement.
+A PeriodicSampler has two groups of fields, each on a daemon thread of its own with its own timestamps:
+- the fast group (`fields`, read()) on an absolute schedule: sample k is due at start + k*interval_s,
+  whatever the reads took; a sample that comes late is taken at once, and when more than one tick has
+  passed meanwhile the extra ones are skipped (counted in skipped_ticks), never taken in a burst.
+- the slow group (`slow_fields`, read_slow()): reads that block (NVML's PCIe throughput takes 20 ms
+  a call, the process list milliseconds) or walk /proc, as often as they manage but at most every
+  slow_interval_s, so they never hold up the fast group.
+A value it could not read is None, never 0: 0 would look like a measurement.
+
+The GIL: a thread that gives up the GIL (any system call or ctypes call does) waits up to
+sys.getswitchinterval() (5 ms) to get it back while another thread runs Python. Eight such calls per
+sample held the sampler to 19 Hz against a busy training thread. So the fast group's reads keep the
+GIL: /proc files are read with libc's pread through ctypes.PyDLL (2 to 6 us here), and NVML's cheap
+queries likewise (nvml.py); a fast sample then waits for the GIL once, when it wakes up.
 """
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import threading
@@ -24,31 +38,85 @@ _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _PEAK_SUFFIXES = ("_bytes",)
 
 
+def _held_pread():
+    """libc's pread called without giving up the GIL (ctypes.PyDLL), or None where there is none."""
+    try:
+        fn = ctypes.PyDLL(None, use_errno=True).pread
+    except (OSError, AttributeError, TypeError):
+        return None
+    fn.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_long)
+    fn.restype = ctypes.c_ssize_t
+    return fn
+
+
+_PREAD = _held_pread()
+
+
+class ProcFile:
+    """A small /proc file kept open and read from offset 0 each time, keeping the GIL where it can."""
+
+    def __init__(self, path: str, size: int = 4096):
+        self.fd = os.open(path, os.O_RDONLY)
+        self.size = size
+        self._buf = ctypes.create_string_buffer(size)
+
+    def read(self) -> bytes:
+        if _PREAD is None:
+            return os.pread(self.fd, self.size, 0)
+        n = _PREAD(self.fd, self._buf, self.size, 0)
+        if n < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
+        return ctypes.string_at(self._buf, n)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 class PeriodicSampler:
-    """Base: subclasses set `fields` (and `counters`, cumulative fields) and define open/read/close."""
+    """Base: subclasses set `fields`, `slow_fields` (and `counters`, cumulative fields) and define
+    open/read/read_slow/close. See the module docstring for the two groups."""
 
-    fields: tuple[str, ...] = ()
+    fields: tuple[str, ...] = ()       # the fast group: read() every interval_s
+    slow_fields: tuple[str, ...] = ()  # the slow group: read_slow() on a thread of its own
     counters: frozenset[str] = frozenset()  # cumulative since open(): a window reports last - first
+    slow_interval_s: float = 0.05      # the slow group's shortest period
 
-    def __init__(self, interval_s: float = 0.02, t0: float | None = None):
+    def __init__(self, interval_s: float = 0.02, t0: float | None = None, slow_interval_s: float | None = None):
         if interval_s <= 0:
             raise ValueError(f"interval_s must be positive, got {interval_s}")
         self.interval_s = interval_s
+        if slow_interval_s is not None:
+            if slow_interval_s <= 0:
+                raise ValueError(f"slow_interval_s must be positive, got {slow_interval_s}")
+            self.slow_interval_s = slow_interval_s
         self.t0 = time.perf_counter() if t0 is None else t0
         self.not_measured: dict[str, str] = {}  # field -> why
         self.read_errors: dict[str, int] = {}   # field -> failed reads (a field that only sometimes fails)
+        self.skipped_ticks = 0                  # fast ticks dropped because the sampler was too late for them
         self._cols: dict[str, list] = {}
+        self._slow_cols: dict[str, list] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._slow_thread: threading.Thread | None = None
         self._warned: set[str] = set()
+        self._stopped = False
+
+    @property
+    def all_fields(self) -> tuple[str, ...]:
+        return tuple(self.fields) + tuple(self.slow_fields)
 
     # -- what a subclass provides ----------------------------------------------------------------
     def open(self) -> None:
         """Acquire what read() needs; record unavailable fields in self.not_measured."""
 
     def read(self) -> dict:
-        """One sample: {field: value or None}. Must be cheap; it runs interval_s apart."""
+        """One fast sample: {field: value or None}. Must be cheap; it runs interval_s apart."""
+        return {}
+
+    def read_slow(self) -> dict:
+        """One slow sample: {slow field: value or None}; may block (outside the GIL)."""
         return {}
 
     def close(self) -> None:
@@ -60,21 +128,30 @@ class PeriodicSampler:
             self._warned.add(key)
             warnings.warn(message, RuntimeWarning, stacklevel=2)
 
+    def _slow_active(self) -> bool:
+        return any(f not in self.not_measured for f in self.slow_fields)
+
     def start(self) -> "PeriodicSampler":
         if self._thread is not None:
             raise RuntimeError("sampler already started")
         self.open()
         self._cols = {"t_s": [], **{f: [] for f in self.fields}}
+        self._slow_cols = {"t_s": [], **{f: [] for f in self.slow_fields}}
+        self.skipped_ticks = 0
         self.sample_now()
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name=type(self).__name__, daemon=True)
         self._thread.start()
+        if self._slow_active():  # its first sample is taken at once, on its own thread
+            self._slow_thread = threading.Thread(target=self._slow_loop, name=type(self).__name__ + "Slow",
+                                                 daemon=True)
+            self._slow_thread.start()
         return self
 
     def sample_now(self) -> float:
-        """Take one sample on the calling thread; returns its time (s from t0).
+        """Take one fast sample on the calling thread; returns its time (s from t0).
 
-        Phase boundaries call this, so every phase, however short, has a sample at each end.
+        Phase boundaries call this, so every phase, however short, has a fast sample at each end.
         """
         try:
             row = self.read()
@@ -88,25 +165,58 @@ class PeriodicSampler:
                 self._cols[f].append(row.get(f))
         return t
 
+    def sample_slow_now(self) -> float:
+        """Take one slow sample on the calling thread (it may block); its t_s is when the reads ended."""
+        try:
+            row = self.read_slow()
+        except Exception as e:
+            self.warn_once("read_slow", f"{type(self).__name__}.read_slow failed, sample skipped: {e!r}")
+            return time.perf_counter() - self.t0
+        with self._lock:
+            t = time.perf_counter() - self.t0
+            self._slow_cols["t_s"].append(t)
+            for f in self.slow_fields:
+                self._slow_cols[f].append(row.get(f))
+        return t
+
+    def _on_grid(self, interval: float, sample, first_now: bool) -> int:
+        """Call sample() at start + k*interval until stopped; returns the ticks skipped.
+
+        A late sample is taken at once; if more than one tick has passed meanwhile, the others are
+        dropped (the grid is kept, so the rate stays 1/interval whenever the reads keep up).
+        Event.wait blocks outside the GIL, so between samples the training thread runs undisturbed.
+        """
+        start, k, skipped = time.perf_counter(), 0 if first_now else 1, 0
+        while not self._stop.wait(max(0.0, start + k * interval - time.perf_counter())):
+            sample()
+            k += 1
+            due_now = int((time.perf_counter() - start) / interval)  # the latest tick already due
+            if due_now > k:
+                skipped += due_now - k
+                k = due_now
+        return skipped
+
     def _loop(self) -> None:
-        next_t = time.perf_counter() + self.interval_s
-        # Event.wait blocks outside the GIL, so between samples the training thread runs undisturbed.
-        while not self._stop.wait(max(0.0, next_t - time.perf_counter())):
-            self.sample_now()
-            next_t += self.interval_s
-            if next_t < time.perf_counter():  # fell behind (a slow read): skip, do not burst to catch up
-                next_t = time.perf_counter() + self.interval_s
+        self.skipped_ticks = self._on_grid(self.interval_s, self.sample_now, first_now=False)
+
+    def _slow_loop(self) -> None:
+        self._on_grid(self.slow_interval_s, self.sample_slow_now, first_now=True)
 
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> dict:
-        """Stop and join the thread, take a last sample, release resources; returns summary()."""
-        if self._thread is not None:
+        """Stop and join the threads, take a last sample of each group, release resources; returns summary()."""
+        if self._thread is not None and not self._stopped:
+            self._stopped = True
             self._stop.set()
             self._thread.join()
             self.sample_now()
+            if self._slow_thread is not None:  # may be in the middle of a blocking read
+                self._slow_thread.join()
+                self._slow_thread = None
+                self.sample_slow_now()
             self.close()
         return self.summary()
 
@@ -114,15 +224,36 @@ class PeriodicSampler:
     def thread(self) -> threading.Thread | None:
         return self._thread
 
+    @property
+    def slow_thread(self) -> threading.Thread | None:
+        return self._slow_thread
+
     def columns(self) -> dict[str, list]:
+        """The fast group's samples: {"t_s": [...], field: [...]}."""
         with self._lock:
             return {k: list(v) for k, v in self._cols.items()}
 
+    def slow_columns(self) -> dict[str, list]:
+        """The slow group's samples, with their own t_s."""
+        with self._lock:
+            return {k: list(v) for k, v in self._slow_cols.items()}
+
+    def window(self, start_s: float, end_s: float, fast: dict | None = None, slow: dict | None = None) -> dict:
+        """Both groups summarised over start_s <= t <= end_s: {"n_samples", "slow_n_samples", "fields"}."""
+        fast = self.columns() if fast is None else fast
+        slow = self.slow_columns() if slow is None else slow
+        w = summarize_window(fast, self.fields, self.counters, start_s, end_s)
+        ws = summarize_window(slow, self.slow_fields, self.counters, start_s, end_s)
+        fields = {**w["fields"], **ws["fields"]}
+        fields.update(dict.fromkeys(f for f in self.not_measured if f in fields))  # None, not {"peak": None}
+        return {"n_samples": w["n_samples"], "slow_n_samples": ws["n_samples"], "fields": fields}
+
     def summary(self, start_s: float = 0.0, end_s: float = math.inf) -> dict:
-        w = summarize_window(self.columns(), self.fields, self.counters, start_s, end_s)
-        w["fields"].update(dict.fromkeys(self.not_measured))
-        return w | {
+        return self.window(start_s, end_s) | {
             "interval_s": self.interval_s,
+            "slow_interval_s": self.slow_interval_s,
+            "slow_fields": list(self.slow_fields),
+            "skipped_ticks": self.skipped_ticks,
             "not_measured": sorted(self.not_measured),
             "not_measured_why": dict(self.not_measured),
             "read_errors": dict(self.read_errors),
@@ -204,24 +335,29 @@ def descendant_pids(pid: int) -> list[int] | None:
 class HostSampler(PeriodicSampler):
     """This process's RSS, its children's RSS (sum), its CPU use, system available memory, pinned bytes.
 
+    Rates: host_rss_bytes, cpu_percent, host_available_bytes and pinned_bytes are in the fast group
+    (every interval_s, 50 Hz at the default 20 ms); host_children_rss_bytes is in the slow group (at
+    most every slow_interval_s, 20 Hz at the default 50 ms), since listing children walks /proc.
+
     cpu_percent is CPU time over wall time between samples, all threads: 100 means one core busy, so
     it can exceed 100. `pinned_bytes` is a zero-argument callable (e.g. the engine's count of
     page-locked bytes it holds); without one the field is not measured.
 
-    On Linux RSS and available memory come from one pread each of /proc files kept open: every
-    system call lets the training thread take the GIL back, and getting it again costs the sampler
-    up to sys.getswitchinterval() (5 ms), so fewer calls keep the rate up under a busy Python thread.
-    psutil is the fallback elsewhere, and lists the children.
+    On Linux RSS and available memory come from one pread each of /proc/self/statm and /proc/meminfo,
+    kept open and read without giving up the GIL (see the module docstring). psutil is the fallback
+    elsewhere, and lists the children.
     """
 
-    fields = ("host_rss_bytes", "host_children_rss_bytes", "cpu_percent", "host_available_bytes", "pinned_bytes")
-    children_refresh_s = 1.0  # listing children scans all of /proc: do it rarely, read their RSS every sample
+    fields = ("host_rss_bytes", "cpu_percent", "host_available_bytes", "pinned_bytes")
+    slow_fields = ("host_children_rss_bytes",)
+    children_refresh_s = 1.0  # listing children scans /proc: do it rarely, read their RSS every slow sample
 
-    def __init__(self, interval_s: float = 0.02, pinned_bytes=None, t0: float | None = None):
-        super().__init__(interval_s, t0)
+    def __init__(self, interval_s: float = 0.02, pinned_bytes=None, t0: float | None = None,
+                 slow_interval_s: float | None = None):
+        super().__init__(interval_s, t0, slow_interval_s)
         self.pinned_bytes_fn = pinned_bytes
         self._psutil = self._proc = None
-        self._fds: dict[str, int] = {}
+        self._files: dict[str, ProcFile] = {}
         self._children: list = []
         self._children_at = -math.inf
         self._cpu_prev = (time.perf_counter(), time.process_time())
@@ -233,23 +369,23 @@ class HostSampler(PeriodicSampler):
             self._psutil, self._proc = psutil, psutil.Process(os.getpid())
         except ImportError:
             self.not_measured["host_children_rss_bytes"] = "psutil is not installed"
-        for name, path in (("statm", "/proc/self/statm"), ("meminfo", "/proc/meminfo")):
+        for name, path, size in (("statm", "/proc/self/statm", 256), ("meminfo", "/proc/meminfo", 8192)):
             try:
-                self._fds[name] = os.open(path, os.O_RDONLY)
+                self._files[name] = ProcFile(path, size)
             except OSError:
                 pass
         if self._proc is None:
-            for field, fd in (("host_rss_bytes", "statm"), ("host_available_bytes", "meminfo")):
-                if fd not in self._fds:
+            for field, name in (("host_rss_bytes", "statm"), ("host_available_bytes", "meminfo")):
+                if name not in self._files:
                     self.not_measured[field] = "neither /proc nor psutil is available"
         if self.pinned_bytes_fn is None:
             self.not_measured["pinned_bytes"] = "no pinned_bytes callback given"
         self._cpu_prev = (time.perf_counter(), time.process_time())
 
     def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
 
     def _field(self, name: str, fn):
         if name in self.not_measured:
@@ -262,13 +398,13 @@ class HostSampler(PeriodicSampler):
             return None
 
     def _rss(self) -> int:
-        if "statm" in self._fds:  # "size resident shared ..." in pages
-            return int(os.pread(self._fds["statm"], 128, 0).split()[1]) * _PAGE_BYTES
+        if "statm" in self._files:  # "size resident shared ..." in pages
+            return int(self._files["statm"].read().split()[1]) * _PAGE_BYTES
         return self._proc.memory_info().rss
 
     def _available(self) -> int:
-        if "meminfo" in self._fds:
-            text = os.pread(self._fds["meminfo"], 8192, 0)
+        if "meminfo" in self._files:
+            text = self._files["meminfo"].read()
             i = text.index(b"MemAvailable:")
             return int(text[i + 13:text.index(b"kB", i)]) * 1024  # the kernel's "kB" is KiB
         return self._psutil.virtual_memory().available
@@ -299,8 +435,10 @@ class HostSampler(PeriodicSampler):
     def read(self) -> dict:
         return {
             "host_rss_bytes": self._field("host_rss_bytes", self._rss),
-            "host_children_rss_bytes": self._field("host_children_rss_bytes", self._children_rss),
             "cpu_percent": self._field("cpu_percent", self._cpu_percent),
             "host_available_bytes": self._field("host_available_bytes", self._available),
             "pinned_bytes": self._field("pinned_bytes", lambda: int(self.pinned_bytes_fn())),
         }
+
+    def read_slow(self) -> dict:
+        return {"host_children_rss_bytes": self._field("host_children_rss_bytes", self._children_rss)}
