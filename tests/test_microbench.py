@@ -41,7 +41,7 @@ def test_block_upload(benchmark, zm):
     slot = off.slots[0][: block.numel]
     _pedantic(benchmark, lambda: slot.copy_(block.theta, non_blocking=True))
     assert torch.equal(slot.cpu(), block.theta.cpu())
-    off.close()
+    off.detach()
 
 
 def test_block_offload(benchmark, zm):
@@ -50,7 +50,7 @@ def test_block_offload(benchmark, zm):
     slot = off.slots[0][: block.numel]
     slot.copy_(block.theta)
     _pedantic(benchmark, lambda: block.theta.copy_(slot, non_blocking=True))
-    off.close()
+    off.detach()
 
 
 def test_perturbation_pass(benchmark, zm):

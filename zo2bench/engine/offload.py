@@ -163,7 +163,9 @@ class BlockOffloader:
                 host.copy_(u.theta)
                 u.theta = host
         for u in self.resident_blocks:
-            u.theta = u.theta.to(dev)
+            host, u.theta = u.theta, u.theta.to(dev)
+            if host.device.type == "cpu" and self.pin and host.is_pinned():
+                release_host_buffer(host)  # a registered buffer must be unregistered before it is freed
         n = max((u.numel for u in self.streamed), default=0)
         self.slots = [torch.empty(n, dtype=self.zm.dtype, device=dev) for _ in range(self.prefetch + 1)]
         self.up, self.down, self.compute = _Lane(dev), _Lane(dev), _Lane(dev, current=True)
