@@ -53,7 +53,7 @@ class FakeLauncher:
         self.outcomes, self.crash, self.interrupt_at = outcomes or {}, set(crash), interrupt_at
         self.calls: list[str] = []
 
-    def __call__(self, payload, timeout_s, on_event):
+    def __call__(self, payload, timeout_s, on_event, zygote=None):
         header = payload["header"]
         cell = header["cell"]
         if len(self.calls) == self.interrupt_at:
