@@ -100,8 +100,14 @@ def _software() -> dict:
 
 def _git() -> dict:
     root = Path(__file__).resolve().parents[2]
-    out = {"git_commit": None, "git_dirty": None}
+    out = {"git_commit": None, "git_dirty": None, "git_source": None}
     if not (root / ".git").exists():  # an installed copy: do not report some enclosing repo's commit
+        # A copy of a checkout without .git (the GPU machine's working tree) is told its commit by whoever
+        # copied it: ZO2BENCH_GIT_COMMIT and ZO2BENCH_GIT_DIRTY (1/0).
+        if os.environ.get("ZO2BENCH_GIT_COMMIT"):
+            out["git_commit"] = os.environ["ZO2BENCH_GIT_COMMIT"]
+            out["git_dirty"] = os.environ.get("ZO2BENCH_GIT_DIRTY") == "1"
+            out["git_source"] = "environment"
         return out
 
     def git(*args) -> str:
@@ -111,6 +117,7 @@ def _git() -> dict:
     try:
         out["git_commit"] = git("rev-parse", "HEAD")
         out["git_dirty"] = bool(git("status", "--porcelain"))
+        out["git_source"] = "git"
     except (OSError, subprocess.SubprocessError):
         pass
     return out
