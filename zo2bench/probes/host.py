@@ -138,14 +138,14 @@ class PeriodicSampler:
         self._cols = {"t_s": [], **{f: [] for f in self.fields}}
         self._slow_cols = {"t_s": [], **{f: [] for f in self.slow_fields}}
         self.skipped_ticks = 0
-        self.sample_now()
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name=type(self).__name__, daemon=True)
-        self._thread.start()
         if self._slow_active():  # its first sample is taken at once, on its own thread
             self._slow_thread = threading.Thread(target=self._slow_loop, name=type(self).__name__ + "Slow",
                                                  daemon=True)
             self._slow_thread.start()
+        self._thread.start()  # its first tick is interval_s away: the sample below comes first
+        self.sample_now()  # last, so that it is as close as can be to what the caller does next
         return self
 
     def sample_now(self) -> float:
