@@ -261,7 +261,7 @@ def fake_gpu(monkeypatch):
 
 
 def test_nvml_sampler_with_fake_gpu(fake_gpu):
-    probes = ProbeSet(device="cuda:0", interval_s=0.01)
+    probes = ProbeSet(device="cuda:0", interval_s=0.01, pcie=True)
     with pytest.warns(RuntimeWarning) as record:
         probes.start()
         probes.phase("warmup")

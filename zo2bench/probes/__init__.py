@@ -93,7 +93,7 @@ class ProbeSet:
     """GPU and host samplers for one run; see the module docstring for the summary."""
 
     def __init__(self, device: str = "cpu", interval_s: float = 0.02, pinned_bytes=None, include_children: bool = False,
-                 slow_interval_s: float = 0.05):
+                 slow_interval_s: float = 0.1, pcie: bool = False):
         if device == "auto":
             import torch
 
@@ -102,7 +102,7 @@ class ProbeSet:
         self.interval_s, self.slow_interval_s = interval_s, slow_interval_s
         t0 = time.perf_counter()
         self.gpu = NvmlSampler(device, interval_s, include_children=include_children, t0=t0,
-                               slow_interval_s=slow_interval_s)
+                               slow_interval_s=slow_interval_s, pcie=pcie)
         self.host = HostSampler(interval_s, pinned_bytes=pinned_bytes, t0=t0, slow_interval_s=slow_interval_s)
         self._sampler = _Both([self.gpu, self.host], interval_s, t0, slow_interval_s)
         self._phases: list[tuple[str, float]] = []  # (name, start in s from t0)

@@ -225,15 +225,19 @@ class NvmlSampler(PeriodicSampler):
 
     fields = (
         "gpu_device_used_bytes", "gpu_util_percent", "gpu_memory_util_percent",
-        "power_w", "energy_j", "sm_clock_mhz", "mem_clock_mhz",
+        "power_w", "sm_clock_mhz", "mem_clock_mhz",
     )
-    slow_fields = ("gpu_process_used_bytes", "pcie_tx_bytes_per_s", "pcie_rx_bytes_per_s")
+    # On the H100, sampling the energy counter (2.5 ms a call) and PCIe throughput (20 ms a call) at the
+    # fast rate slowed an OPT-1.3B zo2 step by 5-30% (benchmarks/test_probe_overhead.py): the driver calls
+    # contend with the step's copies. The energy counter needs no fast rate (a window's energy is last -
+    # first), and PCIe throughput is only read when asked for (pcie=True).
+    slow_fields = ("gpu_process_used_bytes", "energy_j", "pcie_tx_bytes_per_s", "pcie_rx_bytes_per_s")
     counters = frozenset({"energy_j"})  # joules since open(); a window's energy is last - first
 
     def __init__(self, device: str = "cuda", interval_s: float = 0.02, include_children: bool = False,
-                 t0: float | None = None, slow_interval_s: float | None = None):
+                 t0: float | None = None, slow_interval_s: float | None = None, pcie: bool = False):
         super().__init__(interval_s, t0, slow_interval_s)
-        self.device = device
+        self.device, self.pcie = device, pcie
         self.include_children = include_children
         self.gpu_uuid = self.gpu_bus_id = self.matched_by = None
         self._nvml = self._handle = None
@@ -281,14 +285,6 @@ class NvmlSampler(PeriodicSampler):
             _Query(("sm_clock_mhz",), lambda: (nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM),), sm),
             _Query(("mem_clock_mhz",), lambda: (nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_MEM),), memclk),
         ]
-        try:
-            energy0_mj = nv.nvmlDeviceGetTotalEnergyConsumption(h)  # mJ since the driver loaded
-            energy = held("nvmlDeviceGetTotalEnergyConsumption",
-                          (ull, (), lambda o: ((o.value - energy0_mj) / 1000.0,)), P(ull))
-            queries.append(_Query(("energy_j",),
-                                  lambda: ((nv.nvmlDeviceGetTotalEnergyConsumption(h) - energy0_mj) / 1000.0,), energy))
-        except Exception as e:
-            self.not_measured["energy_j"] = f"total energy counter: {e}"
         return queries
 
     def open(self) -> None:
@@ -335,13 +331,19 @@ class NvmlSampler(PeriodicSampler):
                     budget -= cost
                 except Exception:
                     pass  # the pointer kept failing: pynvml's call stays, and read() counts failures
-        slow = [
-            (("gpu_process_used_bytes",), lambda: (self._process_bytes(),)),
-            (("pcie_tx_bytes_per_s", "pcie_rx_bytes_per_s"), self._pcie),  # ~40 ms: each call waits 20 ms
-        ]
-        self._slow_reads = [(names, fn) for names, fn in slow if trial(names, fn)]
-        if "energy_j" in self.not_measured:
+        slow = [(("gpu_process_used_bytes",), lambda: (self._process_bytes(),))]
+        try:
+            energy0_mj = nv.nvmlDeviceGetTotalEnergyConsumption(h)  # mJ since the driver loaded
+            slow.append((("energy_j",), lambda: ((nv.nvmlDeviceGetTotalEnergyConsumption(h) - energy0_mj) / 1000.0,)))
+        except Exception as e:
+            self.not_measured["energy_j"] = f"total energy counter: {e}"
             unsupported.append("energy_j")
+        if self.pcie:
+            slow.append((("pcie_tx_bytes_per_s", "pcie_rx_bytes_per_s"), self._pcie))  # ~40 ms: each call waits 20 ms
+        else:
+            for n in ("pcie_tx_bytes_per_s", "pcie_rx_bytes_per_s"):
+                self.not_measured[n] = "off: each read blocks the driver 20 ms and slows the step (pcie=True reads it)"
+        self._slow_reads = [(names, fn) for names, fn in slow if trial(names, fn)]
         if unsupported:
             self.warn_once("unsupported", f"GPU {self.gpu_uuid}: not measured: {', '.join(unsupported)}")
 
