@@ -1,9 +1,10 @@
 """Sessions: `nox -s tests`, `nox -s memory_scaling`, `nox -s throughput_scaling`.
 
 Every session installs torch first, pinned, so that pip takes the build already there (on the CPU
-machines, torch==2.13.0 is a CPU wheel on disk; an unpinned torch would pull several GB of CUDA
-packages). Set ZO2BENCH_TORCH to pin another version, or to "installed" to reuse the interpreter's
-own packages (a GPU machine with torch already there: `nox -s memory_scaling --no-venv`... see README).
+machines torch==2.13.0 is a CPU wheel on disk; an unpinned torch would pull several GB of CUDA
+packages). ZO2BENCH_TORCH pins another requirement (e.g. "torch==2.11.0" on a GPU machine). The sweeps
+pick the gpu profile where CUDA is available and the cpu profile elsewhere; arguments after `--` go to
+`zo2bench sweep` (e.g. `nox -s memory_scaling -- --profile cpu --force`).
 """
 import os
 

@@ -25,7 +25,6 @@ import datetime
 import functools
 import json
 import math
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from pathlib import Path
 from zo2bench.errors import UserError
 from zo2bench.probes.fingerprint import fingerprint as machine_fingerprint
 from zo2bench.results import SCHEMA_VERSION
+from zo2bench.stats import summarize
 
 GB = 1e9
 GIB = 2**30
@@ -58,13 +58,9 @@ def _log(msg: str) -> None:
     print(f"calibrate: {msg}", file=sys.stderr, flush=True)
 
 
-def summarize(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "repeats": len(values)}
-
-
 def _record(figures: dict, key: str, values: list[float]) -> None:
     """Store one figure's summary and show it as a progress line."""
-    f = figures[key] = summarize(values)
+    f = figures[key] = summarize(values) | {"repeats": len(values)}
     d = 1 if f["median"] >= 10 else 4
     _log(f"{key:34s} {f['median']:10.{d}f}  (min {f['min']:.{d}f}, max {f['max']:.{d}f}, {f['repeats']} repeats)")
 

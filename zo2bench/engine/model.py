@@ -186,17 +186,21 @@ class ZOModel:
         return self.arena[unit.arena_offset: unit.arena_offset + unit.numel]
 
     def make_batch(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None) -> Batch:
-        """Scored positions from labels (-100 = not scored), HF-style; without labels every next token is."""
-        B, T = input_ids.shape
-        if labels is None:
-            batch = Batch(input_ids, input_ids[:, 1:].reshape(-1))
-        else:
-            shifted = labels[:, 1:].reshape(-1)
-            keep = (shifted != -100).nonzero().flatten()  # on the host, before the batch moves
-            batch = Batch(input_ids, shifted[keep], keep)
-        batch = batch.to(self.device)
-        batch.position_ids = torch.arange(T, device=self.device).unsqueeze(0).expand(B, T)
-        return batch
+        return make_batch(input_ids, self.device, labels)
+
+
+def make_batch(input_ids: torch.Tensor, device: torch.device, labels: torch.Tensor | None = None) -> Batch:
+    """Scored positions from labels (-100 = not scored), HF-style; without labels every next token is."""
+    B, T = input_ids.shape
+    if labels is None:
+        batch = Batch(input_ids, input_ids[:, 1:].reshape(-1))
+    else:
+        shifted = labels[:, 1:].reshape(-1)
+        keep = (shifted != -100).nonzero().flatten()  # on the host, before the batch moves
+        batch = Batch(input_ids, shifted[keep], keep)
+    batch = batch.to(device)
+    batch.position_ids = torch.arange(T, device=device).unsqueeze(0).expand(B, T)
+    return batch
 
 
 def build(spec: ModelSpec, dtype: torch.dtype, device: torch.device, seed: int,

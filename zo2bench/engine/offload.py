@@ -142,6 +142,12 @@ class Resident:
     def host_bytes(self) -> int:
         return 0
 
+    def resident_count(self) -> int:
+        return len(self.zm.blocks)
+
+    def close(self) -> None:
+        pass
+
 
 class BlockOffloader:
     def __init__(self, zm, prefetch: int = 1, resident_blocks: int = 0, timeline: Timeline | None = None):
@@ -197,6 +203,9 @@ class BlockOffloader:
             for u in self.streamed:
                 release_host_buffer(u.theta)
         self.slots, self.uploaded, self.attached = [], {}, False
+
+    def resident_count(self) -> int:
+        return len(self.resident_blocks)
 
     def host_bytes(self) -> int:
         return sum(u.numel for u in self.streamed) * torch.empty((), dtype=self.zm.dtype).element_size()

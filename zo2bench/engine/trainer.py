@@ -124,19 +124,16 @@ def _oom(cfg, dev, e) -> GPUOutOfMemory:
 
 def _run(cfg, spec, dev, on_phase, on_step, timing) -> dict:
     from zo2bench.engine.fo import FirstOrder
-    from zo2bench.engine.model import build
+    from zo2bench.engine.model import build, import_model_class, make_batch
     from zo2bench.engine.offload import BlockOffloader, Resident, Timeline, host_buffer
     from zo2bench.engine.zo import MeZO
 
     dtype = TORCH_DTYPES[cfg.dtype]
     torch.manual_seed(cfg.seed)
-    memory, weights = {}, None
+    memory, weights, timeline, build_parts = {}, None, None, None
 
     t0 = time.perf_counter()
-    from zo2bench.engine.model import import_model_class
-
-    import_model_class(spec)  # a one-time library import (8 s on the GPU machine) is not model building
-
+    import_model_class(spec)  # a one-time library import (8-13 s on the GPU machine) is not model building
     import_s = time.perf_counter() - t0
     on_phase("build")
     _reset_peaks(dev)
@@ -151,21 +148,15 @@ def _run(cfg, spec, dev, on_phase, on_step, timing) -> dict:
         else:
             weights = Resident(zm, timeline)
         trainer = MeZO(zm, weights, cfg.lr, cfg.eps, cfg.weight_decay, cfg.seed)
-        make_batch = zm.make_batch
+        build_parts = zm.build_parts
     else:
         trainer = FirstOrder(spec, cfg.mode, dtype, dev, cfg.lr, cfg.weight_decay, cfg.seed)
-        from zo2bench.engine.model import Batch
-
-        def make_batch(ids):
-            b = Batch(ids, ids[:, 1:].reshape(-1)).to(dev)
-            b.position_ids = torch.arange(cfg.seq, device=dev).unsqueeze(0).expand(cfg.batch, cfg.seq)
-            return b
     _sync(dev)
     build_s = time.perf_counter() - t0
     memory["build"] = _peaks(dev)
 
     total = cfg.warmup + cfg.steps
-    batches = random_batches(spec.vocab, cfg, total, make_batch)
+    batches = random_batches(spec.vocab, cfg, total, lambda ids: make_batch(ids, dev))
     steps = []
     try:
         for t in range(total):
@@ -199,13 +190,12 @@ def _run(cfg, spec, dev, on_phase, on_step, timing) -> dict:
             trainer.flush()  # the last update lands before the weights are read
             _sync(dev)
             digest = params_digest(u.theta for u in zm.units)
-            host_bytes = weights.host_bytes()
-            resident = len(zm.blocks) - len(getattr(weights, "streamed", zm.blocks)) if cfg.mode == "zo2" else len(zm.blocks)
+            host_bytes, resident = weights.host_bytes(), weights.resident_count()
         else:
             digest = params_digest(trainer.parameters())
             host_bytes, resident = 0, None
     finally:
-        if isinstance(weights, BlockOffloader):
+        if weights is not None:
             weights.close()
 
     from zo2bench.probes.fingerprint import fingerprint
@@ -216,8 +206,7 @@ def _run(cfg, spec, dev, on_phase, on_step, timing) -> dict:
         "config": cfg.as_dict() | {"device": str(dev)},
         "model": model_summary(spec),
         "fingerprint": fingerprint(),
-        "build": {"seconds": build_s, "library_import_s": import_s, "parts_s": getattr(trainer, "zm", None) and trainer.zm.build_parts,
-                  **memory["build"]},
+        "build": {"seconds": build_s, "library_import_s": import_s, "parts_s": build_parts, **memory["build"]},
         "offload": {"pinned_host_bytes": host_bytes, "resident_blocks": resident},
         "steps": steps,
         "memory": memory,
