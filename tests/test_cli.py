@@ -15,6 +15,12 @@ def test_list_models_shows_exact_counts(capsys):
     assert "opt-175b" in out and "174,604,468,224" in out and "llama2-7b" in out
 
 
+def test_list_experiments_shows_profiles_and_cells(capsys):
+    assert main(["list", "experiments"]) == 0
+    out = capsys.readouterr().out
+    assert "memory_scaling" in out and "gpu: 21 cells" in out and "throughput_scaling" in out and "gpu: 72 cells" in out
+
+
 def test_run_writes_a_record(tmp_path):
     out = tmp_path / "r.json"
     assert main(["run", "--model", "opt-tiny", "--mode", "zo2", "--steps", "2", "--seq", "16", "--dtype", "fp32",

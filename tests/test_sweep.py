@@ -241,14 +241,23 @@ def test_launch_cell_reports_a_real_crash_with_its_stderr(tmp_path):
     assert "KeyError" in outcome["stderr_tail"]
 
 
-def test_launch_cell_kills_a_cell_past_its_timeout(tmp_path):
-    header = {"config": RunConfig(model="opt-tiny", device="cpu").as_dict(), "cell": {"repeat": 0}, "repeats": 1,
-              "key": "k"}
-    outcome = runner.launch_cell(_payload(tmp_path, header), timeout_s=0.3, on_event=lambda e: None)
+@pytest.mark.parametrize("forked", [False, True])
+def test_launch_cell_kills_a_cell_past_its_timeout(tmp_path, forked):
+    header = {"config": RunConfig(model="opt-tiny", device="cpu", steps=10**6, seq=32).as_dict(), "cell": {"repeat": 0},
+              "repeats": 1, "key": "k"}
+    zygote = runner.Zygote() if forked else None
+    try:
+        outcome = runner.launch_cell(_payload(tmp_path, header), timeout_s=0.3, on_event=lambda e: None, zygote=zygote)
+    finally:
+        if zygote:
+            zygote.close()
     assert outcome["timed_out"] and outcome["done"] is None
 
 
-def test_a_real_tiny_cell_end_to_end(tmp_path):
+@pytest.mark.parametrize("launch", ["zygote", "interpreter"])
+def test_a_real_tiny_cell_end_to_end(tmp_path, monkeypatch, launch):
+    if launch == "interpreter":  # where fork is missing, each cell starts a new interpreter
+        monkeypatch.delattr(runner.os, "fork")
     path = tmp_path / "tiny.toml"
     path.write_text(textwrap.dedent("""
         [base]

@@ -22,6 +22,9 @@ def main(args) -> int:
     from zo2bench.experiments.spec import describe_experiments
 
     for e in describe_experiments(args.dir):
+        if e.get("error"):  # a broken file is listed with what is wrong, so the others still show
+            print(f"{e['name']:<20} {e['file']:<40} error: {e['error']}")
+            continue
         cells = ", ".join(f"{p}: {n} cells" for p, n in e["cells"].items())
-        print(f"{e['name']:<20} {e['file']:<40} {cells}")
+        print(f"{e['name']:<20} {e['file']:<40} {cells}  {e.get('description') or ''}")
     return 0
