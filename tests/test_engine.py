@@ -203,3 +203,24 @@ def test_triton_noise_is_one_z_for_perturb_and_update(dtype):
     again = torch.empty_like(theta)
     noise.perturb(again, theta, seed=124, scale=1.0)
     assert not torch.equal(again, out)
+
+
+def test_out_of_memory_becomes_a_typed_error(monkeypatch):
+    """A sweep records GPUOutOfMemory's configuration and memory and goes on (no GPU needed to check the path)."""
+    from types import SimpleNamespace
+
+    from zo2bench.engine import trainer
+    from zo2bench.errors import GPUOutOfMemory
+
+    def boom(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(trainer, "_run", boom)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: SimpleNamespace(total_memory=80 * 2**30))
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda d: 70 * 2**30)
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda d: 75 * 2**30)
+    with pytest.raises(GPUOutOfMemory) as e:
+        trainer.run(cfg(mode="zo2"))
+    assert e.value.config["model"] == "opt-tiny" and e.value.allocated_bytes == 70 * 2**30
+    assert e.value.as_dict()["total_bytes"] == 80 * 2**30 and "Tried to allocate" in e.value.detail
+    assert "70.00 GiB allocated" in str(e.value)
