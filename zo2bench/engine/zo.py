@@ -21,6 +21,7 @@ import torch
 from zo2bench.engine.model import ZOModel, unit_seed
 from zo2bench.engine.noise import make_noise
 
+
 def step_seed(seed: int, t: int) -> int:
     return unit_seed(seed + 0x5EED, t)
 
@@ -46,6 +47,7 @@ class MeZO:
                 theta[a:b].mul_(1.0 - upd.decay)
         self.noise.update(theta, unit_seed(upd.seed, unit.index), upd.coef)
 
+    @torch.no_grad()  # no autograd state, and the loss takes its no-grad path
     def step(self, batch, t: int, lr: float | None = None):
         lr = self.lr if lr is None else lr
         seed = step_seed(self.seed, t)
@@ -69,6 +71,7 @@ class MeZO:
         """arena <- theta + sign * eps * z(seed, unit)."""
         self.noise.perturb(self.zm.arena_view(unit), theta, unit_seed(seed, unit.index), sign * self.eps)
 
+    @torch.no_grad()
     def flush(self) -> None:
         """Apply the pending update to every unit, so theta is final."""
         if self.pending is None:
