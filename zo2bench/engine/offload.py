@@ -160,7 +160,6 @@ class BlockOffloader:
         self.resident_blocks = blocks[:resident_blocks]
         self.prefetch = max(0, min(prefetch, len(self.streamed) - 1))
         self.pin = self.device.type == "cuda"
-        self.attached = False
 
     # -- attaching and detaching --------------------------------------------------------------
     def attach(self) -> "BlockOffloader":
@@ -182,29 +181,30 @@ class BlockOffloader:
         self.uploaded = {}                                   # unit index -> (slot, upload-done event)
         self.order = [u.index for u in self.streamed]
         self.next_slot = 0
-        self.attached = True
         return self
 
     def detach(self) -> None:
         """Weights back on the device, pinned memory unregistered; exactly the state before attach()."""
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        hosts = self._stop()
         for u in self.streamed:
-            host = u.theta
-            u.theta = host.to(self.device)
-            if self.pin:
-                release_host_buffer(host)
-        self.slots, self.uploaded, self.attached = [], {}, False
+            u.theta = u.theta.to(self.device)
+        self._release(hosts)
 
     def close(self) -> None:
         """Stop streaming and release the pinned pages, leaving the weights in ordinary host memory
         (the end of a run: moving 60 GB back to the device only to free it would cost time and memory)."""
+        self._release(self._stop())
+
+    def _stop(self) -> list[torch.Tensor]:
         if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+            torch.cuda.synchronize(self.device)  # no copy may still be reading or writing a host buffer
+        self.slots, self.uploaded = [], {}
+        return [u.theta for u in self.streamed]
+
+    def _release(self, hosts: list[torch.Tensor]) -> None:
         if self.pin:
-            for u in self.streamed:
-                release_host_buffer(u.theta)
-        self.slots, self.uploaded, self.attached = [], {}, False
+            for host in hosts:
+                release_host_buffer(host)
 
     def resident_count(self) -> int:
         return len(self.resident_blocks)
