@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from zo2bench.catalog import ModelSpec
+from zo2bench.engine.loss import causal_lm_loss
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -212,8 +213,6 @@ def build(spec: ModelSpec, dtype: torch.dtype, device: torch.device, seed: int,
     block's weights move to right after initialisation (block by block: the device never holds more
     than one block beyond the resident units).
     """
-    from zo2bench.engine.loss import causal_lm_loss
-
     clock = _Clock()
     model = meta_model(spec, dtype)
     clock.lap("meta_model_s")
