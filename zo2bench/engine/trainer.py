@@ -21,6 +21,7 @@ from zo2bench import catalog
 from zo2bench.config import DTYPES, MODES, ZO_MODES, RunConfig
 from zo2bench.engine.model import DTYPES as TORCH_DTYPES
 from zo2bench.errors import GPUOutOfMemory, NonFiniteLoss, UserError
+from zo2bench.probes.torchmem import read_peak, reset_peak
 
 
 def resolve_device(name: str) -> torch.device:
@@ -68,18 +69,6 @@ def model_summary(spec) -> dict:
 def _sync(dev: torch.device) -> None:
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
-
-
-def _peaks(dev: torch.device) -> dict:
-    if dev.type != "cuda":
-        return {"torch_peak_allocated_bytes": None, "torch_peak_reserved_bytes": None}
-    return {"torch_peak_allocated_bytes": torch.cuda.max_memory_allocated(dev),
-            "torch_peak_reserved_bytes": torch.cuda.max_memory_reserved(dev)}
-
-
-def _reset_peaks(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
 
 
 def params_digest(tensors) -> str:
@@ -136,7 +125,7 @@ def _run(cfg, spec, dev, on_phase, on_step, timing) -> dict:
     import_model_class(spec)  # a one-time library import (8-13 s on the GPU machine) is not model building
     import_s = time.perf_counter() - t0
     on_phase("build")
-    _reset_peaks(dev)
+    reset_peak(dev)
     t0 = time.perf_counter()
     if cfg.mode in ZO_MODES:
         host = (lambda n: host_buffer(n, dtype, pin=dev.type == "cuda")) if cfg.mode == "zo2" else None
@@ -153,7 +142,7 @@ def _run(cfg, spec, dev, on_phase, on_step, timing) -> dict:
         trainer = FirstOrder(spec, cfg.mode, dtype, dev, cfg.lr, cfg.weight_decay, cfg.seed)
     _sync(dev)
     build_s = time.perf_counter() - t0
-    memory["build"] = _peaks(dev)
+    memory["build"] = read_peak(dev)
 
     total = cfg.warmup + cfg.steps
     batches = random_batches(spec.vocab, cfg, total, lambda ids: make_batch(ids, dev))
@@ -162,10 +151,10 @@ def _run(cfg, spec, dev, on_phase, on_step, timing) -> dict:
         for t in range(total):
             if t == 0 or t == cfg.warmup:
                 if t > 0:
-                    memory["warmup"] = _peaks(dev)
+                    memory["warmup"] = read_peak(dev)
                 phase = "warmup" if t < cfg.warmup else "measured"
                 on_phase(phase)
-                _reset_peaks(dev)
+                reset_peak(dev)
             _sync(dev)
             t0 = time.perf_counter()
             if cfg.mode in ZO_MODES:
@@ -185,7 +174,7 @@ def _run(cfg, spec, dev, on_phase, on_step, timing) -> dict:
             steps.append(row)
             if on_step:
                 on_step(t, total, row)
-        memory["measured"] = _peaks(dev)
+        memory["measured"] = read_peak(dev)
         if cfg.mode in ZO_MODES:
             trainer.flush()  # the last update lands before the weights are read
             _sync(dev)
