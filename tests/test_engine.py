@@ -205,6 +205,32 @@ def test_triton_noise_is_one_z_for_perturb_and_update(dtype):
     assert not torch.equal(again, out)
 
 
+@requires_cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_fused_loss_matches_cross_entropy(dtype, monkeypatch):
+    """The ZO passes' fused log-sum-exp path gives F.cross_entropy's loss, over chunk edges and a target subset."""
+    from zo2bench.engine import loss as L
+    from zo2bench.engine.model import make_batch
+
+    g = torch.Generator(device="cuda").manual_seed(0)
+    hidden = torch.randn(3, 301, 64, device="cuda", generator=g).to(dtype)
+    weight = (torch.randn(5003, 64, device="cuda", generator=g) * 0.3).to(dtype)
+    ids = torch.randint(0, 5003, (3, 301), generator=torch.Generator().manual_seed(1))
+    labels = ids.clone()
+    labels[:, :150] = -100
+    monkeypatch.setattr(L, "FUSED_CHUNK_BYTES", 200 * 5003 * 2)  # 128-row chunks: several, one ragged
+    for lab in (None, labels):
+        batch = make_batch(ids, torch.device("cuda"), lab)
+        rows = hidden[:, :-1].reshape(-1, 64)
+        if batch.target_pos is not None:
+            rows = rows[batch.target_pos]
+        want = torch.nn.functional.cross_entropy((rows @ weight.t()).float(), batch.target_ids)
+        with torch.no_grad():
+            got = L.causal_lm_loss(hidden, weight, batch)
+        assert L.fused_available(hidden)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_out_of_memory_becomes_a_typed_error(monkeypatch):
     """A sweep records GPUOutOfMemory's configuration and memory and goes on (no GPU needed to check the path)."""
     from types import SimpleNamespace

@@ -16,6 +16,8 @@ p.add_argument("--mode", default="mezo")
 p.add_argument("--batch", type=int, default=1)
 p.add_argument("--seq", type=int, default=2048)
 p.add_argument("--rows", type=int, default=22)
+p.add_argument("--sdpa", default="default", choices=["default", "cudnn", "flash"],
+               help="SDPA backend to put first (compare attention kernels)")
 a = p.parse_args()
 
 prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
@@ -28,10 +30,18 @@ def on_phase(name):
         started.append(1)
 
 
-rec = trainer.run(RunConfig(model=a.model, mode=a.mode, batch=a.batch, seq=a.seq, dtype="fp16", device="cuda",
-                            warmup=3, steps=3), on_phase=on_phase)
+cfg = RunConfig(model=a.model, mode=a.mode, batch=a.batch, seq=a.seq, dtype="fp16", device="cuda", warmup=3, steps=3)
+if a.sdpa == "default":
+    rec = trainer.run(cfg, on_phase=on_phase)
+else:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    first = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION}[a.sdpa]
+    order = [first] + [b for b in (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH) if b != first]
+    with sdpa_kernel(order, set_priority=True):
+        rec = trainer.run(cfg, on_phase=on_phase)
 torch.cuda.synchronize()
 prof.__exit__(None, None, None)
-print(f"== {a.model} {a.mode} b{a.batch} T{a.seq}: steps ms",
+print(f"== {a.model} {a.mode} b{a.batch} T{a.seq} sdpa={a.sdpa}: steps ms",
       [round(s["seconds"] * 1e3, 1) for s in rec["steps"]])
 print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=a.rows, max_name_column_width=60))

@@ -105,6 +105,14 @@ class OPTAdapter:
     def materialize_buffers(self, model, device):
         pass  # OPT keeps no buffers
 
+    def trim_activations(self, model):
+        # fc1's output is dead once ReLU has read it: rectifying in place saves a [B*T, ffn] tensor at the
+        # block's peak (32 MiB of OPT-1.3B's at T=2048). Backprop is unaffected (ReLU's backward reads its
+        # output; fc1's reads its input and weight).
+        for layer in model.model.decoder.layers:
+            if type(layer.activation_fn) is nn.ReLU:
+                layer.activation_fn = nn.ReLU(inplace=True)
+
 
 class LlamaAdapter:
     def split(self, model):
@@ -127,6 +135,9 @@ class LlamaAdapter:
     def materialize_buffers(self, model, device):
         rot = model.model.rotary_emb  # its inv_freq was computed on the meta device: compute it again
         model.model.rotary_emb = type(rot)(model.config).to(device)
+
+    def trim_activations(self, model):
+        pass  # act(gate) * up: no tensor to reuse in place
 
 
 ADAPTERS = {"opt": OPTAdapter(), "llama": LlamaAdapter()}
@@ -261,6 +272,7 @@ def build(spec: ModelSpec, dtype: torch.dtype, device: torch.device, seed: int,
                 views[id(p)] = nn.Parameter(arena[start:start + seg.numel].view(seg.shape), requires_grad=False)
             sub._parameters[pname] = views[id(p)]
     adapter.materialize_buffers(model, device)
+    adapter.trim_activations(model)
 
     clock.lap("shell_s")
     state = _checkpoint_state(spec, dtype) if spec.source else None
