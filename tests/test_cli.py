@@ -64,3 +64,9 @@ def test_non_finite_loss_names_step_and_seed(capsys):
                  "--lr", "1e6", "--eps", "0.5", "--seed", "11"])
     err = capsys.readouterr().err
     assert code == 2 and "non-finite loss at step" in err and "seed 11" in err
+
+
+def test_sweep_redo_before_wants_a_utc_time(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", "experiments/smoke.toml", "--redo-before", "yesterday"])
+    assert e.value.code == 2 and "not a UTC time like" in capsys.readouterr().err

@@ -49,8 +49,9 @@ def experiment(tmp_path: Path, device: str = "cpu", name: str = "toy"):
 class FakeLauncher:
     """Stands in for runner.launch_cell: writes the row a cell would, with a chosen status per (model, mode)."""
 
-    def __init__(self, outcomes=None, crash=(), interrupt_at=None):
+    def __init__(self, outcomes=None, crash=(), interrupt_at=None, finished_utc=None):
         self.outcomes, self.crash, self.interrupt_at = outcomes or {}, set(crash), interrupt_at
+        self.finished_utc = finished_utc
         self.calls: list[str] = []
 
     def __call__(self, payload, timeout_s, on_event, zygote=None):
@@ -67,7 +68,8 @@ class FakeLauncher:
         status = self.outcomes.get((cell["model"], cell["mode"]), "ok")
         fields = {"oom": {"allocated_bytes": 79 * GiB}} if status == "oom" else \
             {"step_time_s": {"n": 2, "median": 0.5}, "tokens_per_s": 128.0, "steps": [{"seconds": 0.5}] * 2}
-        results.append_row(payload["results_file"], results.sweep_row(header, status, None, **fields))
+        results.append_row(payload["results_file"], results.sweep_row(header, status, None,
+                                                                      finished_utc=self.finished_utc, **fields))
         return {"returncode": 0, "timed_out": False, "done": {"status": status, "reason": None}, "stderr_tail": ""}
 
 
@@ -136,6 +138,24 @@ def test_resume_skips_recorded_cells_and_force_runs_them_again(tmp_path, monkeyp
     assert len(fake3.calls) == 6 and len(rows_of(tmp_path)) == 12
     files = results.sweep_files(tmp_path / "results", "toy", "test-box")
     assert len(files) == 3  # one file per sweep run that recorded something
+
+
+def test_redo_before_reruns_older_cells_and_resumes(tmp_path, monkeypatch):
+    """A re-run of everything recorded before a time can be split: the second part skips what the first redid."""
+    exp = experiment(tmp_path)
+    monkeypatch.setattr(runner, "launch_cell", FakeLauncher(finished_utc="2026-01-01T00:00:00Z"))
+    assert run_sweep(tmp_path, exp)["counts"] == {"ok": 6}
+    new = "2026-06-01T00:00:00Z"
+    first = FakeLauncher(interrupt_at=2, finished_utc=new)
+    monkeypatch.setattr(runner, "launch_cell", first)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(tmp_path, exp, redo_before="2026-03-01T00:00:00Z")
+    second = FakeLauncher(finished_utc=new)
+    monkeypatch.setattr(runner, "launch_cell", second)
+    assert run_sweep(tmp_path, exp, redo_before="2026-03-01T00:00:00Z")["counts"] == {"recorded": 2, "ok": 4}
+    assert not set(first.calls) & set(second.calls) and len(set(first.calls) | set(second.calls)) == 6
+    latest = results.latest_rows(rows_of(tmp_path))
+    assert {r["finished_utc"] for r in latest} == {new}
 
 
 def test_a_crashing_cell_is_an_error_row_and_the_sweep_goes_on(tmp_path, monkeypatch):

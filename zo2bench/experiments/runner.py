@@ -291,8 +291,12 @@ def _utc() -> str:
 
 def sweep(experiment: Experiment, profile: str | None = None, results_dir: str | os.PathLike = "results",
           force: bool = False, only_models: list[str] | None = None, dry_run: bool = False,
-          machine: Machine | None = None, stream=None) -> dict:
-    """Run (or with dry_run, list) the cells not yet recorded; returns counts by status and the file written."""
+          machine: Machine | None = None, stream=None, redo_before: str | None = None) -> dict:
+    """Run (or with dry_run, list) the cells not yet recorded; returns counts by status and the file written.
+
+    `redo_before` (UTC, 2026-11-23T10:00:00Z) runs again the cells recorded before it: a --force that
+    can be split over several invocations, each resuming where the last stopped.
+    """
     stream = stream or sys.stderr
     machine = machine or detect_machine()
     profile = experiment.choose_profile(profile, machine.cuda_available)
@@ -308,7 +312,7 @@ def sweep(experiment: Experiment, profile: str | None = None, results_dir: str |
     store = Path(results_dir) / experiment.name / machine.machine_id
     recorded = {} if force else {r.get("key"): r for r in results.latest_rows(
         [row for f in results.sweep_files(results_dir, experiment.name, machine.machine_id)
-         for row in results.read_rows(f)])}
+         for row in results.read_rows(f)]) if redo_before is None or (r.get("finished_utc") or "") >= redo_before}
     oom_at: dict = {}  # group -> (n_params, model) of the smallest model that ran out of memory
     for row in recorded.values():
         if row.get("status") == "oom" and row.get("profile") == profile:
