@@ -534,3 +534,14 @@ def test_memory_views_on_gpu():
     assert peaks["torch_peak_allocated_bytes"] >= 256 * 2**20
     assert views["allocator_cache_bytes"] >= 0
     assert views["outside_torch_allocator_bytes"] > 0  # at least the CUDA context
+
+
+def test_commit_given_by_the_copier_wins_over_a_git_directory(monkeypatch):
+    """The GPU machine's copy of the tree carried a stale .git; the commit its caller names is the one recorded."""
+    from zo2bench.probes import fingerprint as fp
+
+    monkeypatch.setenv("ZO2BENCH_GIT_COMMIT", "0123abcd")
+    monkeypatch.setenv("ZO2BENCH_GIT_DIRTY", "0")
+    assert fp._git() == {"git_commit": "0123abcd", "git_dirty": False, "git_source": "environment"}
+    monkeypatch.delenv("ZO2BENCH_GIT_COMMIT")
+    assert fp._git()["git_source"] in ("git", None)  # this checkout's own .git, where git runs

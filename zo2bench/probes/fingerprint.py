@@ -101,13 +101,15 @@ def _software() -> dict:
 def _git() -> dict:
     root = Path(__file__).resolve().parents[2]
     out = {"git_commit": None, "git_dirty": None, "git_source": None}
+    # Whoever copies a checkout to another machine says which commit it is: ZO2BENCH_GIT_COMMIT and
+    # ZO2BENCH_GIT_DIRTY (1/0). This wins over a .git found there, which may be a stale copy (the GPU
+    # machine's tree once carried a .git of an older HEAD and reported it as dirty).
+    if os.environ.get("ZO2BENCH_GIT_COMMIT"):
+        out["git_commit"] = os.environ["ZO2BENCH_GIT_COMMIT"]
+        out["git_dirty"] = os.environ.get("ZO2BENCH_GIT_DIRTY") == "1"
+        out["git_source"] = "environment"
+        return out
     if not (root / ".git").exists():  # an installed copy: do not report some enclosing repo's commit
-        # A copy of a checkout without .git (the GPU machine's working tree) is told its commit by whoever
-        # copied it: ZO2BENCH_GIT_COMMIT and ZO2BENCH_GIT_DIRTY (1/0).
-        if os.environ.get("ZO2BENCH_GIT_COMMIT"):
-            out["git_commit"] = os.environ["ZO2BENCH_GIT_COMMIT"]
-            out["git_dirty"] = os.environ.get("ZO2BENCH_GIT_DIRTY") == "1"
-            out["git_source"] = "environment"
         return out
 
     def git(*args) -> str:
