@@ -325,7 +325,9 @@ def sweep(experiment: Experiment, profile: str | None = None, results_dir: str |
     print(f"zo2bench sweep: {experiment.name} profile '{profile}' on {machine.machine_id}: {len(cells)} cells, "
           f"{len(cells) - to_run} recorded earlier, {to_run} to go -> {store}", file=stream)
 
-    zygote = Zygote() if hasattr(os, "fork") and to_run and not dry_run else None
+    # ZO2BENCH_ZYGOTE=0: each cell in a new interpreter (slower to start; for comparing the two launch paths)
+    use_zygote = hasattr(os, "fork") and os.environ.get("ZO2BENCH_ZYGOTE", "1") != "0"
+    zygote = Zygote() if use_zygote and to_run and not dry_run else None
     try:
         _cells(cells, recorded, oom_at, machine, out_file, progress, counts, dry_run, zygote)
     except KeyboardInterrupt:  # every finished cell is already on disk; say so, and how to go on
