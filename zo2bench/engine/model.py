@@ -105,7 +105,7 @@ class OPTAdapter:
     def materialize_buffers(self, model, device):
         pass  # OPT keeps no buffers
 
-    def trim_activations(self, model):
+    def fuse_activations(self, model):
         # fc1 and its ReLU as one matmul with a bias+ReLU epilogue (cuBLASLt) in the ZO passes: the [B*T, ffn]
         # product is written once and never re-read by a separate ReLU (8 ms of a 194 ms OPT-1.3B batch-8
         # step on the H100), nor kept beside its rectified copy (32 MiB at the batch-1 peak).
@@ -144,7 +144,7 @@ class LlamaAdapter:
         rot = model.model.rotary_emb  # its inv_freq was computed on the meta device: compute it again
         model.model.rotary_emb = type(rot)(model.config).to(device)
 
-    def trim_activations(self, model):
+    def fuse_activations(self, model):
         pass  # act(gate) * up: no tensor to reuse in place
 
 
@@ -280,7 +280,7 @@ def build(spec: ModelSpec, dtype: torch.dtype, device: torch.device, seed: int,
                 views[id(p)] = nn.Parameter(arena[start:start + seg.numel].view(seg.shape), requires_grad=False)
             sub._parameters[pname] = views[id(p)]
     adapter.materialize_buffers(model, device)
-    adapter.trim_activations(model)
+    adapter.fuse_activations(model)
 
     clock.lap("shell_s")
     state = _checkpoint_state(spec, dtype) if spec.source else None
