@@ -81,7 +81,7 @@ def test_load_calibration_rejects_other_records(tmp_path):
         load_calibration(tmp_path / "missing.json")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.gpu
 def test_cuda_calibration_measures_every_gpu_figure(tmp_path):
     out = tmp_path / "gpu.json"
     assert cli.main(["calibrate", "--device", "cuda", "--out", str(out), "--size-gib", "0.25", "--repeats", "2",

@@ -5,13 +5,12 @@ import torch
 
 from zo2bench import catalog
 from zo2bench.config import RunConfig
-from zo2bench.engine.model import DTYPES, build
+from zo2bench.devices import torch_dtype
+from zo2bench.engine.model import build
 from zo2bench.engine.offload import BlockOffloader
 from zo2bench.engine.trainer import params_digest, run
 from zo2bench.engine.model import unit_seed
 from zo2bench.engine.zo import MeZO, step_seed
-
-requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 TINY = ["opt-tiny", "opt-tiny-untied", "opt-tiny-350m", "llama-tiny", "qwen-tiny"]
 
@@ -43,7 +42,7 @@ def test_parity_in_half_precision(dtype):
 @pytest.mark.parametrize("mode", ["mezo", "zo2"])
 def test_lr_zero_leaves_weights_bitwise_unchanged(mode, dtype):
     spec = catalog.get("opt-tiny")
-    before = params_digest(u.theta for u in build(spec, DTYPES[dtype], torch.device("cpu"), seed=3).units)
+    before = params_digest(u.theta for u in build(spec, torch_dtype(dtype), torch.device("cpu"), seed=3).units)
     rec = run(cfg(mode=mode, dtype=dtype, lr=0.0, steps=6, eps=1e-2))
     assert rec["final_params_sha256"] == before
     assert any(s["projected_grad"] != 0 for s in rec["steps"]), "the perturbations did change the loss"
@@ -89,7 +88,8 @@ def test_mezo_step_matches_plain_hugging_face_forward(model):
                     p.copy_((t0 + sign * 1e-3 * z)[seg.offset:seg.offset + seg.numel].view(seg.shape))
             return hf(input_ids=ids, labels=ids).loss.item()
 
-    lp, lm, g = zo.step(zm.make_batch(ids), t=0)
+    out = zo.step(zm.make_batch(ids), t=0)
+    lp, lm, g = out["loss_plus"], out["loss_minus"], out["projected_grad"]
     assert lp.item() == pytest.approx(hf_loss(+1), rel=1e-5)
     assert lm.item() == pytest.approx(hf_loss(-1), rel=1e-5)
     assert g.item() == pytest.approx((lp.item() - lm.item()) / 2e-3, rel=1e-6)
@@ -122,17 +122,37 @@ def test_weight_decay_spares_biases_and_norms():
 def test_offloader_attaches_and_detaches_exactly():
     zm = build(catalog.get("llama-tiny"), torch.float32, torch.device("cpu"), seed=0)
     before = params_digest(u.theta for u in zm.units)
+    originals = [u.theta for u in zm.units]
     off = BlockOffloader(zm, prefetch=1).attach()
     assert len(off.slots) == 2 and off.host_bytes() == sum(u.numel for u in zm.blocks) * 4
     off.detach()
     assert params_digest(u.theta for u in zm.units) == before
-    assert all(u.theta.device.type == "cpu" for u in zm.units)
+    assert all(u.theta.device.type == "cpu" and not u.theta.is_pinned() for u in zm.units)
+    assert all(a is b for a, b in zip(originals, (u.theta for u in zm.units))), "host blocks are the same tensors"
 
 
-def test_resident_blocks_under_a_budget_keep_parity():
-    a = run(cfg(mode="mezo"))
-    b = run(cfg(mode="zo2", gpu_budget_gib=1.0))
-    assert b["offload"]["resident_blocks"] == 4 and losses(a) == losses(b)
+def test_resident_blocks_keep_parity():
+    """Blocks kept resident beside streamed ones (what --gpu-budget does on a GPU) change no bit."""
+    from zo2bench.engine.offload import Resident
+
+    spec = catalog.get("opt-tiny")
+    ids = torch.randint(0, spec.vocab, (2, 16), generator=torch.Generator().manual_seed(0))
+    out = []
+    for weights in (Resident, lambda zm: BlockOffloader(zm, prefetch=1, resident_blocks=2).attach()):
+        zm = build(spec, torch.float32, torch.device("cpu"), seed=0)
+        zo = MeZO(zm, weights(zm), lr=1e-2, eps=1e-3, seed=1)
+        out.append([zo.step(zm.make_batch(ids), t)["loss"].item() for t in range(3)])
+        zo.flush()
+        out[-1].append(params_digest(zo.parameters()))
+        assert zo.offload_info()["resident_blocks"] in (2, len(zm.blocks))
+    assert out[0] == out[1]
+
+
+def test_gpu_budget_needs_a_gpu():
+    from zo2bench.errors import UserError
+
+    with pytest.raises(UserError, match="gpu-budget"):
+        run(cfg(mode="zo2", gpu_budget_gib=1.0))
 
 
 def test_pretrained_directory(tmp_path):
@@ -151,7 +171,7 @@ def test_pretrained_directory(tmp_path):
     zm = build(catalog.resolve(str(tmp_path)), torch.float32, torch.device("cpu"), seed=0)
     from zo2bench.engine.offload import Resident
 
-    lp, _, _ = MeZO(zm, Resident(zm), lr=0.0, eps=0.0).step(zm.make_batch(ids), 0)
+    lp = MeZO(zm, Resident(zm), lr=0.0, eps=0.0).step(zm.make_batch(ids), 0)["loss_plus"]
     assert lp.item() == pytest.approx(want, rel=1e-5)
 
 
@@ -163,12 +183,12 @@ def test_first_order_baselines_fit_one_batch(mode):
     fo = FirstOrder(spec, mode, torch.float32, dev, lr=0.1 if mode == "fo-sgd" else 1e-2, weight_decay=0.0, seed=0)
     zm = build(spec, torch.float32, dev, seed=0)  # only for its batch maker
     batch = zm.make_batch(torch.randint(0, spec.vocab, (2, 16), generator=torch.Generator().manual_seed(0)))
-    losses = [fo.step(batch).item() for _ in range(10)]
+    losses = [fo.step(batch)["loss"].item() for _ in range(10)]
     assert losses[-1] < losses[0] - 0.1
     assert run(cfg(mode=mode, steps=2))["steps"][1]["loss"] > 0
 
 
-@requires_cuda
+@pytest.mark.gpu
 @pytest.mark.parametrize("model", ["opt-125m", "opt-1.3b"])
 @pytest.mark.parametrize("dtype", ["fp16", "bf16"])
 def test_gpu_parity(model, dtype):
@@ -177,16 +197,67 @@ def test_gpu_parity(model, dtype):
     assert losses(a) == losses(b) and a["final_params_sha256"] == b["final_params_sha256"]
 
 
-@requires_cuda
+@pytest.mark.gpu
+@pytest.mark.parametrize("extra", [{"prefetch": 2}, {"gpu_budget_gib": 1.0}], ids=["prefetch2", "budget"])
+def test_gpu_parity_streaming_variants(extra):
+    """Prefetching two blocks, and a budget that keeps some blocks resident, change no bit."""
+    kw = dict(model="opt-125m", dtype="fp16", device="cuda", seq=256, steps=3, lr=1e-5)
+    a, b = run(cfg(mode="mezo", **kw)), run(cfg(mode="zo2", **kw, **extra))
+    assert losses(a) == losses(b) and a["final_params_sha256"] == b["final_params_sha256"]
+    if "gpu_budget_gib" in extra:
+        assert 0 < b["offload"]["resident_blocks"] < 12
+
+
+@pytest.mark.gpu
+def test_gpu_attach_detach_placement_and_pinned_bytes():
+    from zo2bench.engine import offload
+
+    dev = torch.device("cuda")
+    for host_blocks in (None, lambda n: offload.host_buffer(n, torch.float16, pin=True)):
+        zm = build(catalog.get("opt-125m"), torch.float16, dev, seed=0, host_blocks=host_blocks)
+        placed = [(u.theta.device.type, u.theta.is_pinned()) for u in zm.blocks]
+        before, pinned0 = params_digest(u.theta for u in zm.units), offload.pinned_bytes()
+        off = BlockOffloader(zm, prefetch=1, resident_blocks=2).attach()
+        assert [u.theta.device.type for u in zm.blocks] == ["cuda"] * 2 + ["cpu"] * 10
+        assert all(u.theta.is_pinned() for u in zm.blocks[2:])
+        streamed_bytes = sum(u.numel for u in zm.blocks[2:]) * 2
+        if host_blocks is None:
+            assert offload.pinned_bytes() - pinned0 == streamed_bytes
+        else:  # the two resident blocks' host buffers were let go
+            assert pinned0 - offload.pinned_bytes() == sum(u.numel for u in zm.blocks[:2]) * 2
+        off.detach()
+        assert [(u.theta.device.type, u.theta.is_pinned()) for u in zm.blocks] == placed
+        assert offload.pinned_bytes() == pinned0
+        assert params_digest(u.theta for u in zm.units) == before
+        off.close() if host_blocks is None else [offload.release_host_buffer(u.theta) for u in zm.blocks]
+
+
+@pytest.mark.gpu2
+def test_second_gpu_runs_and_is_recorded():
+    """--device cuda:1 runs there (not on the current device) and the record names that GPU."""
+    from zo2bench.measure import measured_run
+
+    rec = measured_run(cfg(model="opt-125m", mode="zo2", dtype="fp16", device="cuda:1", seq=128, steps=2))
+    assert rec["config"]["device"] == "cuda:1"
+    props = torch.cuda.get_device_properties(1)
+    assert rec["fingerprint"]["gpu_uuid"].lower().endswith(str(props.uuid).lower())
+    assert rec["fingerprint"]["gpu_bus_id"] and rec["memory"]["measured"]["torch_peak_allocated_bytes"] > 0
+    assert torch.cuda.max_memory_allocated(1) > 0
+    ref = measured_run(cfg(model="opt-125m", mode="zo2", dtype="fp16", device="cuda:0", seq=128, steps=2))
+    assert ref["final_params_sha256"] == rec["final_params_sha256"]
+    assert ref["fingerprint"]["gpu_uuid"] != rec["fingerprint"]["gpu_uuid"]
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("dtype", ["fp32", "fp16", "bf16"])
 def test_gpu_lr_zero_no_drift(dtype):
     spec = catalog.get("opt-125m")
-    before = params_digest(u.theta for u in build(spec, DTYPES[dtype], torch.device("cuda"), seed=3).units)
+    before = params_digest(u.theta for u in build(spec, torch_dtype(dtype), torch.device("cuda"), seed=3).units)
     rec = run(cfg(model="opt-125m", mode="zo2", dtype=dtype, device="cuda", lr=0.0, steps=4, seq=128))
     assert rec["final_params_sha256"] == before
 
 
-@requires_cuda
+@pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 def test_triton_noise_is_one_z_for_perturb_and_update(dtype):
     from zo2bench.engine.noise import TritonNoise
@@ -205,7 +276,7 @@ def test_triton_noise_is_one_z_for_perturb_and_update(dtype):
     assert not torch.equal(again, out)
 
 
-@requires_cuda
+@pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_fused_loss_matches_cross_entropy(dtype, monkeypatch):
     """The ZO passes' fused log-sum-exp path gives F.cross_entropy's loss, over chunk edges and a target subset."""

@@ -23,7 +23,7 @@ from zo2bench.probes.host import HostSampler, PeriodicSampler, downsample
 from zo2bench.probes.nvml import NvmlSampler
 
 GPU_FIELDS = NvmlSampler.fields + NvmlSampler.slow_fields
-gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+gpu = pytest.mark.gpu
 
 
 # -- fingerprint ---------------------------------------------------------------------------------

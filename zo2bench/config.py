@@ -1,17 +1,22 @@
-"""One run's configuration: a frozen dataclass with commented defaults.
+"""One run's configuration: a frozen dataclass with commented defaults, and the one place its values are checked.
 
     cfg = RunConfig(model="opt-125m", mode="zo2", steps=5, seq=64, device="cpu")
     cfg = cfg.replace(batch=4)          # variants start from a base and change a field or two
     RunConfig.from_dict(cfg.as_dict())  # round-trips through the JSON record
+    check(cfg)                          # UserError naming the first bad field (model and device: engine/trainer.py)
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
+
+from zo2bench.errors import UserError
 
 MODES = ("mezo", "zo2", "fo-sgd", "fo-adamw")
 ZO_MODES = ("mezo", "zo2")
-DTYPES = ("fp32", "fp16", "bf16")
+DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}  # the one table of dtype names; torch's types: devices.torch_dtype
+DTYPES = tuple(DTYPE_BYTES)
 
 
 @dataclass(frozen=True)
@@ -22,7 +27,8 @@ class RunConfig:
     warmup: int = 0              # steps run before the measured ones, reported apart
     batch: int = 1
     seq: int = 2048              # tokens per example
-    dtype: str = "fp16"          # weights and activations; fo-* keep fp32 masters and autocast to this
+    dtype: str = "auto"          # fp32 | fp16 | bf16 | auto (fp16 on a GPU, fp32 on a CPU); fo-* keep fp32
+                                 # masters and autocast to this
     seed: int = 0                # seeds the random weights, the data and every step's perturbation
     device: str = "auto"         # auto | cpu | cuda | cuda:N
     lr: float = 1e-6             # MeZO's usual order of magnitude for OPT fine-tuning
@@ -41,3 +47,38 @@ class RunConfig:
     def from_dict(cls, d: dict) -> "RunConfig":
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise UserError(f"unknown mode '{mode}'; choose one of {', '.join(MODES)}")
+
+
+def check_dtype(dtype: str, allow_auto: bool = False) -> None:
+    if dtype not in DTYPES and not (allow_auto and dtype == "auto"):
+        raise UserError(f"unknown dtype '{dtype}'; choose one of {', '.join(DTYPES)}")
+
+
+def check(cfg: RunConfig) -> None:
+    """Every field that can be judged without the model or the machine; UserError says which and why."""
+    check_mode(cfg.mode)
+    check_dtype(cfg.dtype, allow_auto=True)
+    for name in ("steps", "batch"):
+        if getattr(cfg, name) < 1:
+            raise UserError(f"--{name} must be at least 1 (got {getattr(cfg, name)})")
+    if cfg.warmup < 0 or cfg.prefetch < 0:
+        raise UserError("--warmup and --prefetch must not be negative")
+    if cfg.seq < 2:
+        raise UserError(f"--seq must be at least 2 (a next-token loss needs two tokens; got {cfg.seq})")
+    if not (math.isfinite(cfg.lr) and cfg.lr >= 0):
+        raise UserError(f"--lr must be a finite number >= 0 (got {cfg.lr})")
+    if not math.isfinite(cfg.weight_decay) or cfg.weight_decay < 0:
+        raise UserError(f"--weight-decay must be a finite number >= 0 (got {cfg.weight_decay})")
+    if cfg.mode in ZO_MODES and not (math.isfinite(cfg.eps) and cfg.eps > 0):
+        # g = (loss+ - loss-) / (2 eps): eps 0 divides by zero and turns every weight into NaN
+        raise UserError(f"--eps must be a finite number > 0 (got {cfg.eps})")
+    if cfg.gpu_budget_gib is not None:
+        if cfg.mode != "zo2":
+            raise UserError(f"--gpu-budget applies to zo2 only (mode is {cfg.mode})")
+        if not (math.isfinite(cfg.gpu_budget_gib) and cfg.gpu_budget_gib > 0):
+            raise UserError(f"--gpu-budget must be a positive number of GiB (got {cfg.gpu_budget_gib})")

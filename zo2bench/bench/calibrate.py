@@ -66,11 +66,11 @@ def _record(figures: dict, key: str, values: list[float]) -> None:
 
 
 def resolve_device(device: str) -> str:
-    """The trainer's device rules, as a string with an explicit index ("cuda:0")."""
-    from zo2bench.engine.trainer import resolve_device as engine_device
+    """The project's device rules (zo2bench.devices), as a string with an explicit index ("cuda:0")."""
+    from zo2bench.devices import device_name
+    from zo2bench.devices import resolve_device as resolve
 
-    dev = engine_device(device)
-    return "cpu" if dev.type == "cpu" else f"cuda:{dev.index or 0}"
+    return device_name(resolve(device))
 
 
 # -- timing ------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ def get_calibration(path: str | None, results_dir: str, fingerprint: dict) -> tu
 
 
 def bench_step(cfg: RunConfig, calibration_path: str | None = None, results_dir: str = "results") -> dict:
-    from zo2bench.engine.trainer import run
+    from zo2bench.measure import measured_run as run
 
     def progress(i, total, row):
         print(f"\rbench-step: step {i + 1}/{total} {row['seconds'] * 1e3:8.1f} ms", end="", file=sys.stderr)

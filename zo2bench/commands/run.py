@@ -42,7 +42,7 @@ def register(sub) -> None:
 
 
 def main(args) -> int:
-    from zo2bench.engine.trainer import run
+    from zo2bench.measure import measured_run as run
     from zo2bench.results import write_json_atomic
 
     cfg = config_from_args(args)

@@ -1,7 +1,7 @@
 """The backprop baselines: fo-sgd and fo-adamw, mixed precision as fine-tuning is normally done.
 
     fo = FirstOrder(spec, mode="fo-adamw", dtype=torch.bfloat16, device=dev, lr=1e-5, weight_decay=0.0, seed=0)
-    loss = fo.step(batch)
+    out = fo.step(batch, t=0)    # {"loss": 0-d tensor}, the same face as the ZO trainer's step
 
 fp32 master weights, gradients and (AdamW) two moments on the device; the forward runs in the run's
 dtype under autocast (fp16 adds a gradient scaler). The loss is the same chunked causal-LM loss as the
@@ -49,7 +49,16 @@ class FirstOrder:
     def parameters(self):
         return list(self.model.parameters())
 
-    def step(self, batch) -> torch.Tensor:
+    def flush(self) -> None:
+        pass  # every update is applied within its step
+
+    def offload_info(self) -> dict:
+        return {"pinned_host_bytes": 0, "resident_blocks": None}
+
+    def close(self) -> None:
+        pass
+
+    def step(self, batch, t: int = 0) -> dict:
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.autocast):
             hidden = self.model.model(input_ids=batch.input_ids, position_ids=batch.position_ids).last_hidden_state
             loss = causal_lm_loss(hidden, self.model.lm_head.weight, batch)
@@ -57,4 +66,4 @@ class FirstOrder:
         self.scaler.step(self.opt)
         self.scaler.update()
         self.opt.zero_grad(set_to_none=True)
-        return loss.detach()
+        return {"loss": loss.detach()}

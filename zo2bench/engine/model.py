@@ -21,9 +21,6 @@ from torch import nn
 from zo2bench.catalog import ModelSpec
 from zo2bench.engine.loss import causal_lm_loss
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
 @dataclass
 class Segment:
     name: str

@@ -92,13 +92,32 @@ class Timeline:
         return out
 
 
-def host_buffer(numel: int, dtype: torch.dtype, pin: bool) -> torch.Tensor:
-    """An exactly-sized host buffer, page-locked in place when `pin`.
+def pin_in_place(t: torch.Tensor) -> bool:
+    """Page-lock a host tensor's own bytes with cudaHostRegister; False when the driver refuses.
 
     torch's pin_memory() goes through the caching host allocator, which rounds each allocation up to a
     power of two: 1.3x the weight bytes for OPT-13B/30B block shapes. Registering a plain allocation
-    pins exactly its bytes.
+    pins exactly its bytes. The one place the project pins in place (the engine and the calibration).
     """
+    nbytes = t.numel() * t.element_size()
+    if int(torch.cuda.cudart().cudaHostRegister(t.data_ptr(), nbytes, 0)) != 0:
+        _clear_cuda_error()
+        return False
+    _registered[t.data_ptr()] = nbytes
+    return True
+
+
+def _clear_cuda_error() -> None:
+    # A failed runtime call leaves its error as CUDA's "last error", which the next kernel launch check
+    # would report as its own; one throwaway launch reads and clears it here.
+    try:
+        torch.ones(1, device="cuda").add_(1)
+    except RuntimeError:
+        pass
+
+
+def host_buffer(numel: int, dtype: torch.dtype, pin: bool) -> torch.Tensor:
+    """An exactly-sized host buffer, page-locked in place when `pin` (RuntimeError if that fails)."""
     t = torch.empty(numel, dtype=dtype)
     if pin:
         # Touch the pages first with torch's multithreaded fill, so registering only pins pages that exist.
@@ -106,24 +125,23 @@ def host_buffer(numel: int, dtype: torch.dtype, pin: bool) -> torch.Tensor:
         # tools/host_pin_bench.py's 11.4 vs 2.9 GB/s came from pages reused after a free. Faulting fresh pages
         # in is the cost; a pool kept across runs would avoid it.
         t.zero_()
-        rc = torch.cuda.cudart().cudaHostRegister(t.data_ptr(), t.numel() * t.element_size(), 0)
-        if int(rc) != 0:
-            raise RuntimeError(f"cudaHostRegister failed ({rc}) for {t.numel() * t.element_size()} bytes")
-        _pinned[0] += t.numel() * t.element_size()
+        if not pin_in_place(t):
+            raise RuntimeError(f"cudaHostRegister failed for {t.numel() * t.element_size()} bytes")
     return t
 
 
 def release_host_buffer(t: torch.Tensor) -> None:
-    torch.cuda.cudart().cudaHostUnregister(t.data_ptr())
-    _pinned[0] -= t.numel() * t.element_size()
+    """Unregister a tensor pinned by pin_in_place(); anything else is left alone."""
+    if _registered.pop(t.data_ptr(), None) is not None:
+        torch.cuda.cudart().cudaHostUnregister(t.data_ptr())
 
 
-_pinned = [0]  # bytes registered by host_buffer(pin=True) and not yet released
+_registered: dict[int, int] = {}  # data_ptr -> bytes registered by pin_in_place() and not yet released
 
 
 def pinned_bytes() -> int:
-    """Bytes currently page-locked by host_buffer(pin=True) (the probes' pinned_bytes callback)."""
-    return _pinned[0]
+    """Bytes currently page-locked by pin_in_place() (the probes' pinned_bytes callback)."""
+    return sum(_registered.values())
 
 
 class Resident:
@@ -164,14 +182,19 @@ class BlockOffloader:
     # -- attaching and detaching --------------------------------------------------------------
     def attach(self) -> "BlockOffloader":
         dev = self.device
+        # where each block's weights were, so that detach() can put them back
+        self.before = {u.index: (u.theta.device, u.theta.device.type == "cpu" and u.theta.is_pinned())
+                       for u in self.zm.blocks}
+        self.created = set()  # host buffers attach() made (and so detach() frees)
         for u in self.streamed:
             if u.theta.device.type != "cpu" or (self.pin and not u.theta.is_pinned()):
                 host = host_buffer(u.numel, self.zm.dtype, self.pin)
                 host.copy_(u.theta)
                 u.theta = host
+                self.created.add(u.index)
         for u in self.resident_blocks:
             host, u.theta = u.theta, u.theta.to(dev)
-            if host.device.type == "cpu" and self.pin and host.is_pinned():
+            if host.device.type == "cpu":
                 release_host_buffer(host)  # a registered buffer must be unregistered before it is freed
         n = max((u.numel for u in self.streamed), default=0)
         self.slots = [torch.empty(n, dtype=self.zm.dtype, device=dev) for _ in range(self.prefetch + 1)]
@@ -184,11 +207,21 @@ class BlockOffloader:
         return self
 
     def detach(self) -> None:
-        """Weights back on the device, pinned memory unregistered; exactly the state before attach()."""
-        hosts = self._stop()
+        """Every block's weights back where they were before attach() (the device, or host memory pinned or
+        not, as it was), with their current values; the pinned buffers attach() made are released."""
+        self._stop()
         for u in self.streamed:
-            u.theta = u.theta.to(self.device)
-        self._release(hosts)
+            where, was_pinned = self.before[u.index]
+            if u.index not in self.created:
+                continue  # it already lived in this host buffer before attach()
+            host, u.theta = u.theta, (u.theta.to(where) if where.type != "cpu" else u.theta.clone())
+            release_host_buffer(host)
+        for u in self.resident_blocks:
+            where, was_pinned = self.before[u.index]
+            if where.type == "cpu":
+                host = host_buffer(u.numel, self.zm.dtype, was_pinned)
+                host.copy_(u.theta)
+                u.theta = host
 
     def close(self) -> None:
         """Stop streaming and release the pinned pages, leaving the weights in ordinary host memory

@@ -1,63 +1,42 @@
-"""Run one configuration end to end and return its record.
+"""Run one configuration end to end and return what it measured.
 
-    record = run(RunConfig(model="opt-125m", mode="zo2", steps=5, seq=64, dtype="fp32", device="cpu"))
-    record["steps"][0]["loss_plus"], record["final_params_sha256"]
+    out = run(RunConfig(model="opt-125m", mode="zo2", steps=5, seq=64, dtype="fp32", device="cpu"))
+    out["steps"][0]["loss"], out["final_params_sha256"]
 
-`on_phase(name)` is called as "build", "warmup" and "measured" begin, and `on_step(i, total, step)`
-after each step, so that probes and progress bars can follow without the engine knowing of them.
-Step times are wall-clock around a step that ends in a device synchronisation (reading the losses),
-so they are honest on a GPU; batches are made before the timed region.
+The engine only runs steps and times them; it knows nothing of probes or records. `on_phase(name)` is
+called as "build", "warmup", "measured" and "done" (flush, digest, release) begin, and `on_step(i,
+total, row)` after each step, so that probes, allocator peaks and progress bars can follow; the caller
+(zo2bench/measure.py) adds the fingerprint, the memory peaks and the schema. Step times are wall-clock
+around a step that ends in a device synchronisation (reading the losses), so they are honest on a GPU;
+batches are made before the timed region. A CUDA run happens with its GPU as the current device, so
+streams and kernels of `--device cuda:1` land on that GPU.
 """
 from __future__ import annotations
 
 import hashlib
 import math
 import time
+from contextlib import nullcontext
 from typing import Callable
 
 import torch
 
 from zo2bench import catalog
-from zo2bench.config import DTYPES, MODES, ZO_MODES, RunConfig
-from zo2bench.engine.model import DTYPES as TORCH_DTYPES
+from zo2bench.config import RunConfig, check
+from zo2bench.devices import device_name, resolve_device, resolve_dtype, torch_dtype
 from zo2bench.errors import GPUOutOfMemory, NonFiniteLoss, UserError
-from zo2bench.probes.torchmem import read_peak, reset_peak
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name} asked for, but this machine has no CUDA GPU (torch {torch.__version__}); "
-                        f"use --device cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise UserError(f"unsupported device '{name}'; use cpu or cuda")
-    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
-        raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return dev
 
 
 def validate(cfg: RunConfig):
-    """The model spec and the device, or a UserError that says what is wrong."""
-    if cfg.mode not in MODES:
-        raise UserError(f"unknown mode '{cfg.mode}'; choose one of {', '.join(MODES)}")
-    if cfg.dtype not in DTYPES:
-        raise UserError(f"unknown dtype '{cfg.dtype}'; choose one of {', '.join(DTYPES)}")
-    for name in ("steps", "batch"):
-        if getattr(cfg, name) < 1:
-            raise UserError(f"--{name} must be at least 1 (got {getattr(cfg, name)})")
-    if cfg.warmup < 0 or cfg.prefetch < 0:
-        raise UserError("--warmup and --prefetch must not be negative")
+    """The model spec, the device and the run's dtype name, or a UserError that says what is wrong."""
+    check(cfg)
     spec = catalog.resolve(cfg.model)
-    if cfg.seq < 2:
-        raise UserError(f"--seq must be at least 2 (a next-token loss needs two tokens; got {cfg.seq})")
     if cfg.seq > spec.positions:
         raise UserError(f"--seq {cfg.seq} is longer than {spec.name}'s {spec.positions} positions")
-    return spec, resolve_device(cfg.device)
+    dev = resolve_device(cfg.device)
+    if cfg.gpu_budget_gib is not None and dev.type != "cuda":
+        raise UserError("--gpu-budget keeps blocks resident on a GPU; this run is on the CPU")
+    return spec, dev, resolve_dtype(cfg.dtype, dev)
 
 
 def model_summary(spec) -> dict:
@@ -93,10 +72,12 @@ def run(cfg: RunConfig, on_phase: Callable[[str], None] | None = None,
         on_step: Callable[[int, int, dict], None] | None = None, timing: bool = False) -> dict:
     """`timing`: each ZO step's row gets "lanes_ms", the busy time of upload, compute and offload
     measured with CUDA events (bench-step); off by default, as the events cost a little."""
-    spec, dev = validate(cfg)
+    spec, dev, dtype = validate(cfg)
+    cfg = cfg.replace(device=device_name(dev), dtype=dtype)
     on_phase = on_phase or (lambda name: None)
     try:
-        return _run(cfg, spec, dev, on_phase, on_step, timing)
+        with torch.cuda.device(dev) if dev.type == "cuda" else nullcontext():
+            return _run(cfg, spec, dev, on_phase, on_step, timing)
     except torch.OutOfMemoryError as e:
         raise _oom(cfg, dev, e) from None
     except RuntimeError as e:  # some allocation paths raise plain RuntimeErrors
@@ -111,38 +92,41 @@ def _oom(cfg, dev, e) -> GPUOutOfMemory:
                           total, detail=str(e).splitlines()[0][:300])
 
 
-def _run(cfg, spec, dev, on_phase, on_step, timing) -> dict:
+def build_trainer(cfg: RunConfig, spec, dev, timeline=None):
+    """The mode's trainer, ready to step. Every mode has the same face: step(batch, t) -> {name: 0-d tensor}
+    (always "loss"), flush(), parameters(), offload_info(), close()."""
     from zo2bench.engine.fo import FirstOrder
-    from zo2bench.engine.model import build, import_model_class, make_batch
-    from zo2bench.engine.offload import BlockOffloader, Resident, Timeline, host_buffer
+    from zo2bench.engine.model import build
+    from zo2bench.engine.offload import BlockOffloader, Resident, host_buffer
     from zo2bench.engine.zo import MeZO
 
-    dtype = TORCH_DTYPES[cfg.dtype]
-    torch.manual_seed(cfg.seed)
-    memory, weights, timeline, build_parts = {}, None, None, None
+    dtype = torch_dtype(cfg.dtype)
+    if cfg.mode == "mezo":
+        zm = build(spec, dtype, dev, cfg.seed)
+        return MeZO(zm, Resident(zm, timeline), cfg.lr, cfg.eps, cfg.weight_decay, cfg.seed)
+    if cfg.mode == "zo2":
+        zm = build(spec, dtype, dev, cfg.seed, host_blocks=lambda n: host_buffer(n, dtype, pin=dev.type == "cuda"))
+        weights = BlockOffloader(zm, prefetch=cfg.prefetch, resident_blocks=resident_blocks(cfg, spec, zm),
+                                 timeline=timeline).attach()
+        return MeZO(zm, weights, cfg.lr, cfg.eps, cfg.weight_decay, cfg.seed)
+    return FirstOrder(spec, cfg.mode, dtype, dev, cfg.lr, cfg.weight_decay, cfg.seed)
 
+
+def _run(cfg, spec, dev, on_phase, on_step, timing) -> dict:
+    from zo2bench.engine.model import import_model_class, make_batch
+    from zo2bench.engine.offload import Timeline
+
+    torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
     import_model_class(spec)  # a one-time library import (8-13 s on the GPU machine) is not model building
     import_s = time.perf_counter() - t0
+
     on_phase("build")
-    reset_peak(dev)
     t0 = time.perf_counter()
-    if cfg.mode in ZO_MODES:
-        host = (lambda n: host_buffer(n, dtype, pin=dev.type == "cuda")) if cfg.mode == "zo2" else None
-        zm = build(spec, dtype, dev, cfg.seed, host_blocks=host)
-        timeline = Timeline() if timing and dev.type == "cuda" else None
-        if cfg.mode == "zo2":
-            weights = BlockOffloader(zm, prefetch=cfg.prefetch, resident_blocks=resident_blocks(cfg, spec, zm),
-                                     timeline=timeline).attach()
-        else:
-            weights = Resident(zm, timeline)
-        trainer = MeZO(zm, weights, cfg.lr, cfg.eps, cfg.weight_decay, cfg.seed)
-        build_parts = zm.build_parts
-    else:
-        trainer = FirstOrder(spec, cfg.mode, dtype, dev, cfg.lr, cfg.weight_decay, cfg.seed)
+    timeline = Timeline() if timing and dev.type == "cuda" else None
+    trainer = build_trainer(cfg, spec, dev, timeline)
     _sync(dev)
     build_s = time.perf_counter() - t0
-    memory["build"] = read_peak(dev)
 
     total = cfg.warmup + cfg.steps
     batches = random_batches(spec.vocab, cfg, total, lambda ids: make_batch(ids, dev))
@@ -150,55 +134,33 @@ def _run(cfg, spec, dev, on_phase, on_step, timing) -> dict:
     try:
         for t in range(total):
             if t == 0 or t == cfg.warmup:
-                if t > 0:
-                    memory["warmup"] = read_peak(dev)
-                phase = "warmup" if t < cfg.warmup else "measured"
-                on_phase(phase)
-                reset_peak(dev)
+                on_phase("warmup" if t < cfg.warmup else "measured")
             _sync(dev)
             t0 = time.perf_counter()
-            if cfg.mode in ZO_MODES:
-                lp, lm, g = trainer.step(batches[t], t)
-                lp, lm, g = lp.item(), lm.item(), g.item()  # waits for the step's last kernel
-                row = {"step": t, "warmup": t < cfg.warmup, "loss_plus": lp, "loss_minus": lm, "projected_grad": g}
-                if timeline is not None:
-                    row["lanes_ms"] = timeline.collect()
-                bad = not (math.isfinite(lp) and math.isfinite(lm))
-            else:
-                loss = trainer.step(batches[t]).item()
-                row = {"step": t, "warmup": t < cfg.warmup, "loss": loss}
-                lp, lm, bad = loss, None, not math.isfinite(loss)
+            out = {k: v.item() for k, v in trainer.step(batches[t], t).items()}  # .item() waits for the step
+            row = {"step": t, "warmup": t < cfg.warmup, **out}
+            if timeline is not None:
+                row["lanes_ms"] = timeline.collect()
             row["seconds"] = time.perf_counter() - t0
-            if bad:
-                raise NonFiniteLoss(t, cfg.seed, lp, lm)
+            if not all(math.isfinite(v) for v in out.values()):
+                raise NonFiniteLoss(t, cfg.seed, out.get("loss_plus", out["loss"]), out.get("loss_minus"))
             steps.append(row)
             if on_step:
                 on_step(t, total, row)
-        memory["measured"] = read_peak(dev)
-        if cfg.mode in ZO_MODES:
-            trainer.flush()  # the last update lands before the weights are read
-            _sync(dev)
-            digest = params_digest(u.theta for u in zm.units)
-            host_bytes, resident = weights.host_bytes(), weights.resident_count()
-        else:
-            digest = params_digest(trainer.parameters())
-            host_bytes, resident = 0, None
+        on_phase("done")
+        trainer.flush()  # the last update lands before the weights are read
+        _sync(dev)
+        digest = params_digest(trainer.parameters())
+        offload = trainer.offload_info()
     finally:
-        if weights is not None:
-            weights.close()
-
-    from zo2bench.probes.fingerprint import fingerprint
-    from zo2bench.results import SCHEMA_VERSION
+        trainer.close()
 
     return {
-        "schema_version": SCHEMA_VERSION, "kind": "run", "status": "ok",
-        "config": cfg.as_dict() | {"device": str(dev)},
+        "config": cfg.as_dict(),
         "model": model_summary(spec),
-        "fingerprint": fingerprint(),
-        "build": {"seconds": build_s, "library_import_s": import_s, "parts_s": build_parts, **memory["build"]},
-        "offload": {"pinned_host_bytes": host_bytes, "resident_blocks": resident},
+        "build": {"seconds": build_s, "library_import_s": import_s, "parts_s": getattr(trainer, "build_parts", None)},
+        "offload": offload,
         "steps": steps,
-        "memory": memory,
         "final_params_sha256": digest,
     }
 

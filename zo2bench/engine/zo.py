@@ -1,8 +1,10 @@
 """MeZO-SGD, one step reading top to bottom; the same code for `mezo` and `zo2`.
 
     opt = MeZO(zm, weights, lr=1e-6, eps=1e-3, weight_decay=0.0, seed=0)
-    loss_plus, loss_minus, g = opt.step(batch, t=0)   # device tensors; nothing waits for the GPU
-    opt.flush()                                        # apply the last update (before eval, save, the end)
+    out = opt.step(batch, t=0)   # {"loss", "loss_plus", "loss_minus", "projected_grad"}: 0-d device tensors,
+                                 # nothing waits for the GPU; "loss" is the mean of the two (f(theta) to O(eps^2))
+    opt.flush()                  # apply the last update (before eval, save, the end)
+    opt.close()                  # the weights' holder lets go (zo2: pinned pages released)
 
 At step t with seed s_t, z ~ N(0, I) is regenerated from (s_t, unit) whenever needed, never stored:
     loss+ = L(theta + eps z),  loss- = L(theta - eps z),  g = (loss+ - loss-) / (2 eps)
@@ -65,11 +67,25 @@ class MeZO:
         loss_plus, loss_minus = x[1.0], x[-1.0]
         g = (loss_plus - loss_minus) / (2 * self.eps)
         self.pending = Update(seed, -lr * g, lr * self.wd)
-        return loss_plus, loss_minus, g
+        return {"loss": (loss_plus + loss_minus) / 2, "loss_plus": loss_plus, "loss_minus": loss_minus,
+                "projected_grad": g}
 
     def _write(self, unit, theta, seed: int, sign: float) -> None:
         """arena <- theta + sign * eps * z(seed, unit)."""
         self.noise.perturb(self.zm.arena_view(unit), theta, unit_seed(seed, unit.index), sign * self.eps)
+
+    @property
+    def build_parts(self):
+        return getattr(self.zm, "build_parts", None)
+
+    def parameters(self):
+        return [u.theta for u in self.zm.units]
+
+    def offload_info(self) -> dict:
+        return {"pinned_host_bytes": self.weights.host_bytes(), "resident_blocks": self.weights.resident_count()}
+
+    def close(self) -> None:
+        self.weights.close()
 
     @torch.no_grad()
     def flush(self) -> None:

@@ -2,8 +2,9 @@
 
     python -m zo2bench.experiments.cell --payload PAYLOAD.json   # what the runner launches for every cell
 
-The payload (written by runner.py) holds the row's head (series, profile, key, config, ...), the JSON-lines
-file to append to and the machine's fingerprint. Progress goes to stdout as lines "@zo2bench {json}" that the
+The payload (written by runner.py) holds the row's head (series, profile, key, config, ...) and the JSON-lines
+file to append to. The row's fingerprint is taken here, once, for the cell's own device (its GPU's UUID
+and bus id), after the run. Progress goes to stdout as lines "@zo2bench {json}" that the
 runner relays to its progress bar; whatever else the libraries print goes to stderr. The cell records its own
 outcome (ok, oom, nonfinite, error) so that a finished cell is kept even if the runner dies; a cell that dies
 without a row is recorded as `error` by the runner, with the tail of this process's stderr.
@@ -69,10 +70,10 @@ def run_cell(payload: dict, emit) -> dict:
     cfg = RunConfig.from_dict(header["config"])
     started, t0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.monotonic()
     status, reason, fields = "ok", None, {}
-    probes, summary, torch_peaks = None, None, {}
+    probes, summary, torch_peaks, fp = None, None, {}, None
     try:
         from zo2bench.engine import offload
-        from zo2bench.engine.trainer import run
+        from zo2bench.measure import measured_run as run
         from zo2bench.probes import ProbeSet
 
         # pinned_bytes: what the engine holds page-locked, shown in the host view beside RSS
@@ -93,7 +94,7 @@ def run_cell(payload: dict, emit) -> dict:
             record = run(cfg, on_phase=on_phase, on_step=on_step)
         finally:
             summary = probes.stop()
-        torch_peaks = record.get("memory", {})
+        torch_peaks, fp = record.get("memory", {}), record.get("fingerprint")
         fields = measured_fields(record, cfg, header["cell"]["repeat"], header["repeats"])
     except GPUOutOfMemory as e:
         status, reason, fields = "oom", str(e), {"oom": e.as_dict()}
@@ -108,6 +109,10 @@ def run_cell(payload: dict, emit) -> dict:
             summary = probes.stop()
         except Exception:
             pass
+    if fp is None:  # the run failed: describe the machine all the same
+        from zo2bench.probes.fingerprint import fingerprint
+
+        fp = fingerprint(cfg.device)
     views = None
     if probes is not None and summary is not None:
         try:  # per phase of the run; without one (an early failure) the whole window
@@ -116,7 +121,7 @@ def run_cell(payload: dict, emit) -> dict:
             views = {"error": f"{type(e).__name__}: {e}"}
     return results.sweep_row(
         header, status, reason, **fields, probes=summary, memory={"torch": torch_peaks, "views": views},
-        fingerprint=payload.get("fingerprint"), started_utc=started,
+        fingerprint=fp, started_utc=started,
         finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), wall_s=round(time.monotonic() - t0, 3))
 
 

@@ -21,6 +21,9 @@ def _cuda(device):
     d = torch.device(device)
     if d.type != "cuda" or not torch.cuda.is_available():
         return None
+    # The allocator's counters exist only once CUDA is initialised: "cuda" got that from current_device(),
+    # but "cuda:1" reached reset_peak_memory_stats first and failed ("Invalid device argument").
+    torch.cuda.init()
     return d if d.index is not None else torch.device("cuda", torch.cuda.current_device())
 
 

@@ -1,0 +1,61 @@
+"""One run of the engine made into a record: allocator peaks per phase, the fingerprint, the schema.
+
+    record = measured_run(cfg, on_phase=probes.phase, on_step=progress)   # commands/run.py, the sweep's
+    record["memory"]["measured"]["torch_peak_allocated_bytes"]            # cell, bench-step
+
+The engine (engine/trainer.py) runs steps and says when each phase begins; this layer is the one that
+watches: it resets torch's allocator peaks as a phase begins and reads them as it ends, and adds the
+machine's fingerprint (computed once, after the run, when CUDA is up and the GPU can be matched by UUID)
+and the schema version. The record's layout is in zo2bench/results.py.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from zo2bench.config import RunConfig
+from zo2bench.probes.fingerprint import fingerprint as machine_fingerprint
+from zo2bench.probes.torchmem import read_peak, reset_peak
+from zo2bench.results import SCHEMA_VERSION
+
+PEAK_PHASES = ("build", "warmup", "measured")  # "done" (flush, digest, release) is not a phase of interest
+
+
+class PhasePeaks:
+    """An on_phase callback that keeps the allocator's peaks of each phase."""
+
+    def __init__(self, device: str):
+        self.device, self.current, self.peaks = device, None, {}
+
+    def __call__(self, name: str) -> None:
+        if self.current in PEAK_PHASES:
+            self.peaks[self.current] = read_peak(self.device)
+        self.current = name
+        reset_peak(self.device)
+
+
+def measured_run(cfg: RunConfig, on_phase: Callable[[str], None] | None = None,
+                 on_step: Callable[[int, int, dict], None] | None = None, timing: bool = False,
+                 fingerprint: dict | None = None) -> dict:
+    """engine.trainer.run plus what the records need; `fingerprint`: one already taken for this device."""
+    from zo2bench.devices import device_name, resolve_device
+    from zo2bench.engine.trainer import run
+
+    peaks = PhasePeaks(device_name(resolve_device(cfg.device)))  # "auto"/"cuda" -> the GPU the run will use
+
+    def phase(name: str) -> None:
+        peaks(name)
+        if on_phase:
+            on_phase(name)
+
+    out = run(cfg, on_phase=phase, on_step=on_step, timing=timing)
+    return {
+        "schema_version": SCHEMA_VERSION, "kind": "run", "status": "ok",
+        "config": out["config"],
+        "model": out["model"],
+        "fingerprint": fingerprint or machine_fingerprint(out["config"]["device"]),
+        "build": {**out["build"], **peaks.peaks.get("build", {})},
+        "offload": out["offload"],
+        "steps": out["steps"],
+        "memory": peaks.peaks,
+        "final_params_sha256": out["final_params_sha256"],
+    }
