@@ -6,10 +6,9 @@ import torch
 from zo2bench import catalog
 from zo2bench.config import RunConfig
 from zo2bench.devices import torch_dtype
-from zo2bench.engine.model import build
+from zo2bench.engine.model import build, unit_seed
 from zo2bench.engine.offload import BlockOffloader
 from zo2bench.engine.trainer import params_digest, run
-from zo2bench.engine.model import unit_seed
 from zo2bench.engine.zo import MeZO, step_seed
 
 TINY = ["opt-tiny", "opt-tiny-untied", "opt-tiny-350m", "llama-tiny", "qwen-tiny"]
@@ -74,16 +73,17 @@ def test_mezo_step_matches_plain_hugging_face_forward(model):
     zs = [_z(zo, u, seed) for u in zm.units]
 
     hf = transformers.AutoModelForCausalLM.from_config(spec.hf_config(), attn_implementation="sdpa").eval()
-    from zo2bench.engine.model import _unit_params, ADAPTERS
+    from zo2bench.engine.model import ADAPTERS, _unit_params
 
     embed, layers, head = ADAPTERS[spec.family].split(hf)
-    groups = [embed] + [[l] for l in layers] + [head]
+    groups = [embed] + [[layer] for layer in layers] + [head]
 
     def hf_loss(sign):
         seen = set()
         with torch.no_grad():
             for unit, modules, t0, z in zip(zm.units, groups, theta0, zs):
-                for (key, _, _, p), seg in zip((x for x in _unit_params(unit.name, modules) if id(x[3]) not in seen), unit.segments):
+                params = (x for x in _unit_params(unit.name, modules) if id(x[3]) not in seen)
+                for (_, _, _, p), seg in zip(params, unit.segments):
                     seen.add(id(p))
                     p.copy_((t0 + sign * 1e-3 * z)[seg.offset:seg.offset + seg.numel].view(seg.shape))
             return hf(input_ids=ids, labels=ids).loss.item()

@@ -2,8 +2,7 @@
 import pytest
 
 from zo2bench import catalog
-from zo2bench.bench.floors import (flops_breakdown, floors, lookup_params, matmul_params, step_bytes,
-                                   step_flops)
+from zo2bench.bench.floors import floors, flops_breakdown, lookup_params, matmul_params, step_bytes, step_flops
 from zo2bench.errors import UserError
 
 # The reference's H100 calibration. It quotes "14.5 ms at 800 TFLOP/s" for fp16 weights, 800 being the

@@ -10,4 +10,4 @@ $B --mode zo2 --batch 1 --out "$OUT/bench-zo2-b1.json" 2>/dev/null
 $B --mode zo2 --batch 8 --out "$OUT/bench-zo2-b8.json" 2>/dev/null
 $B --mode mezo --batch 1 --out "$OUT/bench-mezo-b1.json" 2>/dev/null
 $B --mode zo2 --batch 1 --gpu-budget 12 --out "$OUT/bench-zo2-b1-budget12.json" 2>/dev/null
-python3 -m pytest -q -p no:cacheprovider tests/test_microbench.py --benchmark-columns=median,iqr,rounds 2>&1 | grep -E "test_|passed|failed"
+python3 -m pytest -q -p no:cacheprovider benchmarks/test_microbench.py --benchmark-columns=median,iqr,rounds 2>&1 | grep -E "test_|passed|failed"

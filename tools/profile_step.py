@@ -37,7 +37,8 @@ else:
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     first = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION}[a.sdpa]
-    order = [first] + [b for b in (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH) if b != first]
+    rest = (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH)
+    order = [first] + [b for b in rest if b != first]
     with sdpa_kernel(order, set_priority=True):
         rec = trainer.run(cfg, on_phase=on_phase)
 torch.cuda.synchronize()

@@ -1,12 +1,13 @@
 """Per-step times of every row under a results directory (a quick look, for tools/launch_path.toml).
 
-    python3 tools/show_steps.py RESULTS_DIR
+    python3 tools/show_steps.py RESULTS_DIR [RESULTS_DIR ...]
 """
 import glob
 import json
 import sys
 
-for f in sorted(glob.glob(f"{sys.argv[1]}/**/*.jsonl", recursive=True)):
+for f in sorted(f for d in sys.argv[1:] for f in glob.glob(f"{d}/**/*.jsonl", recursive=True)):
+    print(f)
     for line in open(f):
         r = json.loads(line)
         c = r["cell"]

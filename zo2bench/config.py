@@ -37,14 +37,14 @@ class RunConfig:
     prefetch: int = 1            # zo2: blocks uploaded ahead of the one computing
     gpu_budget_gib: float | None = None  # zo2: keep as many blocks resident as fit in this budget (GiB)
 
-    def replace(self, **changes) -> "RunConfig":
+    def replace(self, **changes) -> RunConfig:
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
+    def from_dict(cls, d: dict) -> RunConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 

@@ -10,7 +10,7 @@ and the schema version. The record's layout is in zo2bench/results.py.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from zo2bench.config import RunConfig
 from zo2bench.probes.fingerprint import fingerprint as machine_fingerprint

@@ -27,10 +27,8 @@ head (1.419e9 params), fp16, batch 1, T=2048, zo2:
 from __future__ import annotations
 
 from zo2bench.catalog import ModelSpec
-from zo2bench.config import DTYPES, MODES, ZO_MODES
+from zo2bench.config import DTYPE_BYTES, ZO_MODES, check_dtype, check_mode
 from zo2bench.errors import UserError
-
-BYTES_PER_PARAM = {"fp32": 4, "fp16": 2, "bf16": 2}
 
 # Calibration figures (keys of bench.calibrate's record) that the floors read.
 BOTH_DIRECTIONS_KEY = "both_directions_pinned_gb_per_s"
@@ -39,10 +37,9 @@ D2H_KEY = "d2h_pinned_gb_per_s"
 
 
 def _check(spec: ModelSpec, mode: str, dtype: str | None = None, resident_blocks: int = 0) -> None:
-    if mode not in MODES:
-        raise UserError(f"unknown mode '{mode}'; one of {', '.join(MODES)}")
-    if dtype is not None and dtype not in DTYPES:
-        raise UserError(f"unknown dtype '{dtype}'; one of {', '.join(DTYPES)}")
+    check_mode(mode)
+    if dtype is not None:
+        check_dtype(dtype)
     if not 0 <= resident_blocks <= spec.layers:
         raise UserError(f"resident_blocks must be between 0 and {spec.layers} for {spec.name}, got {resident_blocks}")
 
@@ -58,7 +55,7 @@ def step_bytes(spec: ModelSpec, mode: str, dtype: str, resident_blocks: int = 0)
     everything on the device and move no weights (the few bytes of tokens and losses are left out).
     """
     _check(spec, mode, dtype, resident_blocks)
-    block_bytes = spec.block_params() * BYTES_PER_PARAM[dtype]
+    block_bytes = spec.block_params() * DTYPE_BYTES[dtype]
     moved = spec.layers - resident_blocks if mode == "zo2" else 0
     each_way = moved * block_bytes
     return {"blocks_moved": moved, "block_bytes": block_bytes,

@@ -79,7 +79,8 @@ def table(b: dict) -> str:
         ("transfer floor", f"{ms(fl.get('transfer_s'))} ({fl.get('bytes', {}).get('total_bytes', 0) / 1e9:.2f} GB "
                            f"moved per step)" if fl.get("transfer_s") is not None else "n/a"),
         ("compute floor", f"{ms(fl.get('compute_s'))} ({fl.get('flops', {}).get('total_flops', 0) / 1e12:.2f} TFLOP)"),
-        ("step / floor", "n/a" if b["ratio_to_floor"] is None else f"{b['ratio_to_floor']:.2f}x the {fl.get('binds')} floor"),
+        ("step / floor", "n/a" if b["ratio_to_floor"] is None
+         else f"{b['ratio_to_floor']:.2f}x the {fl.get('binds')} floor"),
     ]
     for name, lane in b["lanes_ms"].items():
         if lane is not None:
@@ -87,7 +88,8 @@ def table(b: dict) -> str:
     rows += [
         ("peak allocated", mib(mem.get("torch_peak_allocated_bytes"))),
         ("peak reserved", mib(mem.get("torch_peak_reserved_bytes"))),
-        ("blocks", f"{b['resident_blocks']} resident, {b['streamed_blocks']} streamed" if c["mode"] in ZO_MODES else "n/a"),
+        ("blocks", f"{b['resident_blocks']} resident, {b['streamed_blocks']} streamed"
+         if c["mode"] in ZO_MODES else "n/a"),
         ("calibration", b["calibration"]["source"]),
     ]
     width = max(len(k) for k, _ in rows)

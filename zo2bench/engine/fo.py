@@ -29,7 +29,7 @@ class FirstOrder:
             model = meta_model(spec, torch.float32).to_empty(device=device)
             ADAPTERS[spec.family].materialize_buffers(model, device)
             std, seen = init_std(model), set()
-            for i, (mname, mod) in enumerate(model.named_modules()):
+            for mod in model.modules():
                 for pname, p in mod.named_parameters(recurse=False):
                     if id(p) not in seen:
                         seen.add(id(p))

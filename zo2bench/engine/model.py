@@ -12,14 +12,15 @@ in place and cannot drift, and a block's weights can live anywhere while the she
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
 
 from zo2bench.catalog import ModelSpec
 from zo2bench.engine.loss import causal_lm_loss
+
 
 @dataclass
 class Segment:
@@ -44,7 +45,7 @@ class Unit:
     forward: Callable                      # (x, batch) -> x; the head returns the loss
     arena_offset: int = 0
     theta: torch.Tensor | None = None      # the weights, flat
-    reads: list["Unit"] = field(default_factory=list)  # units whose perturbed weights forward also reads (tied head)
+    reads: list[Unit] = field(default_factory=list)  # units whose perturbed weights forward also reads (tied head)
     is_block: bool = False
 
     @property
@@ -65,7 +66,7 @@ class Batch:
     position_ids: torch.Tensor | None = None
     rope: tuple | None = None              # rotary (cos, sin), computed once per batch
 
-    def to(self, device) -> "Batch":
+    def to(self, device) -> Batch:
         mv = lambda t: None if t is None else t.to(device, non_blocking=True)
         return Batch(mv(self.input_ids), mv(self.target_ids), mv(self.target_pos))
 
@@ -331,7 +332,8 @@ def _checkpoint_state(spec: ModelSpec, dtype) -> dict[str, torch.Tensor]:
 
     hf = transformers.AutoModelForCausalLM.from_pretrained(spec.source, dtype=dtype)
     embed_mods, layers, head_mods = ADAPTERS[spec.family].split(hf)
-    groups = [("embed", embed_mods)] + [(f"block.{i}", [l]) for i, l in enumerate(layers)] + [("head", head_mods)]
+    blocks = [(f"block.{i}", [layer]) for i, layer in enumerate(layers)]
+    groups = [("embed", embed_mods), *blocks, ("head", head_mods)]
     out, seen = {}, set()
     for name, modules in groups:
         for key, _, _, p in _unit_params(name, modules):

@@ -180,7 +180,7 @@ class BlockOffloader:
         self.pin = self.device.type == "cuda"
 
     # -- attaching and detaching --------------------------------------------------------------
-    def attach(self) -> "BlockOffloader":
+    def attach(self) -> BlockOffloader:
         dev = self.device
         # where each block's weights were, so that detach() can put them back
         self.before = {u.index: (u.theta.device, u.theta.device.type == "cpu" and u.theta.is_pinned())

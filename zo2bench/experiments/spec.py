@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zo2bench import catalog
-from zo2bench.config import DTYPES, MODES, RunConfig
+from zo2bench.config import DTYPES, MODES, RunConfig, check
 from zo2bench.errors import UserError
 
 # Grid axis in the file -> RunConfig field it sets.
@@ -107,8 +107,8 @@ class Experiment:
             return next(iter(self.profiles))
         wanted = "gpu" if cuda_available else "cpu"
         if wanted not in self.profiles:
-            raise UserError(f"{self.file}: no [profiles.{wanted}] for this machine "
-                            f"({'a' if cuda_available else 'no'} GPU); give --profile, one of: {', '.join(self.profiles)}")
+            raise UserError(f"{self.file}: no [profiles.{wanted}] for this machine ({'a' if cuda_available else 'no'} "
+                            f"GPU); give --profile, one of: {', '.join(self.profiles)}")
         return wanted
 
     def cells(self, profile: str, only_models: list[str] | None = None) -> list[Cell]:
@@ -133,6 +133,10 @@ class Experiment:
                     for seq in grid["seqs"]:
                         for model in models:
                             cfg = base.replace(model=model, mode=mode, dtype=dtype, batch=batch, seq=seq)
+                            try:  # the run's own rules (eps > 0, a budget for zo2 only, ...), before any cell runs
+                                check(cfg)
+                            except UserError as e:
+                                raise UserError(f"{self.file}: profile '{profile}': {e}") from None
                             out += [Cell(self.name, profile, cfg, r, steps["repeats"], sizes[model],
                                          float(layer["cell_timeout_s"])) for r in range(steps["repeats"])]
         return out

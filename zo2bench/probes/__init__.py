@@ -11,11 +11,12 @@
 Two threads sample (host.py's PeriodicSampler), each group with its own timestamps and rate:
 - the fast group, every interval_s on an absolute schedule (50 Hz at the default 20 ms), keeping the
   GIL through its reads so that a busy training thread costs it one GIL hand-over per sample:
-  gpu_device_used_bytes, gpu_util_percent, gpu_memory_util_percent, power_w, energy_j, sm_clock_mhz,
+  gpu_device_used_bytes, gpu_util_percent, gpu_memory_util_percent, power_w, sm_clock_mhz,
   mem_clock_mhz, host_rss_bytes, cpu_percent, host_available_bytes, pinned_bytes;
-- the slow group, at most every slow_interval_s (20 Hz at the default 50 ms; with PCIe throughput
-  supported a round takes 40-50 ms of driver calls): gpu_process_used_bytes, pcie_tx_bytes_per_s,
-  pcie_rx_bytes_per_s, host_children_rss_bytes.
+- the slow group, at most every slow_interval_s (10 Hz at ProbeSet's default 100 ms):
+  gpu_process_used_bytes, energy_j (a cumulative counter: a window's energy is last - first),
+  host_children_rss_bytes, and with pcie=True pcie_tx_bytes_per_s and pcie_rx_bytes_per_s (each
+  call blocks 20 ms: a round then takes 40-50 ms of driver calls).
 
 summary = {"interval_s", "slow_interval_s", "n_samples", "slow_n_samples", "duration_s",
            "sample_rate_hz", "slow_sample_rate_hz",    # achieved per group: (samples - 1) / (last - first)
@@ -38,8 +39,9 @@ from __future__ import annotations
 
 import time
 
-from zo2bench.probes.host import HostSampler, PeriodicSampler, downsample
+from zo2bench.probes.host import HostSampler
 from zo2bench.probes.nvml import NvmlSampler
+from zo2bench.probes.sampler import PeriodicSampler, downsample
 
 __all__ = ["ProbeSet", "HostSampler", "NvmlSampler", "PeriodicSampler"]
 
@@ -112,7 +114,7 @@ class ProbeSet:
     def _now(self) -> float:
         return time.perf_counter() - self._sampler.t0
 
-    def start(self) -> "ProbeSet":
+    def start(self) -> ProbeSet:
         self._sampler.t0 = self.gpu.t0 = self.host.t0 = time.perf_counter()
         self._sampler.start()
         return self

@@ -7,12 +7,14 @@
 
 Which field gets which rate (PeriodicSampler's two groups, host.py):
 - fast group, every interval_s (50 Hz at the default 20 ms): gpu_device_used_bytes,
-  gpu_util_percent and gpu_memory_util_percent (one call), power_w, energy_j, sm_clock_mhz,
-  mem_clock_mhz: six NVML calls a sample.
-- slow group, on a thread of its own at most every slow_interval_s: gpu_process_used_bytes (the
-  process list, milliseconds a call and two calls a read) and pcie_tx/rx_bytes_per_s (each call
-  blocks about 20 ms by design: the driver counts over a 20 ms window). With PCIe supported a round
-  takes 40-50 ms, so about 20 Hz at the default 50 ms; the process's own GPU memory is read every round.
+  gpu_util_percent and gpu_memory_util_percent (one call), power_w, sm_clock_mhz, mem_clock_mhz:
+  five NVML calls a sample.
+- slow group, on a thread of its own at most every slow_interval_s (PeriodicSampler's default 50 ms,
+  20 Hz; a sweep cell's ProbeSet asks for 100 ms, 10 Hz): gpu_process_used_bytes (the process list,
+  milliseconds a call and two calls a read), energy_j (the total-energy counter, 2.5 ms a call on the
+  H100; a window's energy is last - first, so it needs no fast rate), and, only with pcie=True,
+  pcie_tx/rx_bytes_per_s (each call blocks about 20 ms by design: the driver counts over a 20 ms
+  window; a round then takes 40-50 ms).
 
 The GIL: every pynvml call goes through ctypes, which gives up the GIL, and taking it back from a
 busy Python thread costs up to sys.getswitchinterval() (5 ms): with all the calls on one thread a
@@ -40,7 +42,8 @@ import os
 import statistics
 import time
 
-from zo2bench.probes.host import PeriodicSampler, descendant_pids
+from zo2bench.probes.host import descendant_pids
+from zo2bench.probes.sampler import PeriodicSampler
 
 _KIB = 1024  # NVML reports PCIe throughput in KB/s, counted in units of 1024 bytes
 
@@ -255,7 +258,7 @@ class NvmlSampler(PeriodicSampler):
 
     def _fast_candidates(self, nv, h) -> list[_Query]:
         """The fast queries, each through pynvml and (where the library allows) a GIL-keeping pointer."""
-        uint, ull = ctypes.c_uint, ctypes.c_ulonglong
+        uint = ctypes.c_uint
         P = ctypes.POINTER
         err = nv.NVMLError
 
@@ -414,6 +417,7 @@ class NvmlSampler(PeriodicSampler):
 
     def summary(self, start_s: float = 0.0, end_s: float = float("inf")) -> dict:
         return super().summary(start_s, end_s) | {
-            "device": self.device, "gpu_uuid": self.gpu_uuid, "gpu_bus_id": self.gpu_bus_id, "matched_by": self.matched_by,
+            "device": self.device, "gpu_uuid": self.gpu_uuid, "gpu_bus_id": self.gpu_bus_id,
+            "matched_by": self.matched_by,
             "nvml_queries": self.queries(),
         }

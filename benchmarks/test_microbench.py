@@ -1,8 +1,10 @@
 """Microbenchmarks of the engine's primitives (pytest-benchmark): one block upload, one offload, one
 perturbation pass, one block's dual forward. A tiny block on the CPU in the test suite; an OPT-1.3B
-block at T=2048 on a GPU when one is present. They print figures and assert only that the work was done.
+block at T=2048 on a GPU when one is present. They print figures (pytest-benchmark's table) and assert
+that the timed work was done: the bytes arrived, the perturbation changed the weights and repeats
+itself from its seed, the two passes differ. Benchmarks, not unit tests: not in the default test run.
 
-    pytest tests/test_microbench.py --benchmark-only --benchmark-columns=median,iqr,rounds
+    pytest benchmarks/test_microbench.py --benchmark-only --benchmark-columns=median,iqr,rounds
 """
 import dataclasses
 
@@ -49,7 +51,11 @@ def test_block_offload(benchmark, zm):
     block = zm.blocks[0]
     slot = off.slots[0][: block.numel]
     slot.copy_(block.theta)
+    slot.mul_(-1)  # so that an offload that moved nothing would be seen
+    want = slot.cpu()
     _pedantic(benchmark, lambda: block.theta.copy_(slot, non_blocking=True))
+    assert torch.equal(block.theta.cpu(), want)
+    block.theta.mul_(-1)  # the fixture's weights as they were
     off.detach()
 
 
@@ -59,6 +65,9 @@ def test_perturbation_pass(benchmark, zm):
     out = zm.arena_view(block)
     _pedantic(benchmark, lambda: noise.perturb(out, block.theta, seed=1, scale=1e-3))
     assert not torch.equal(out, block.theta)
+    first = out.clone()
+    noise.perturb(out, block.theta, seed=1, scale=1e-3)
+    assert torch.equal(out, first), "z is regenerated from its seed, bit for bit"
 
 
 def test_block_dual_forward(benchmark, zm):
@@ -69,10 +78,14 @@ def test_block_dual_forward(benchmark, zm):
     batch = zm.make_batch(torch.randint(0, zm.spec.vocab, (1, SEQ)))
     x = torch.randn(1, SEQ, zm.spec.hidden, device=DEV, dtype=DTYPE)
 
+    outs = {}
+
     def dual():
         with torch.no_grad():
             for sign in (1.0, -1.0):
                 zo._write(block, block.theta, seed=1, sign=sign)
-                block.forward(x, batch)
+                outs[sign] = block.forward(x, batch)
 
     _pedantic(benchmark, dual)
+    assert outs[1.0].shape == x.shape and bool(torch.isfinite(outs[1.0]).all())
+    assert not torch.equal(outs[1.0], outs[-1.0]), "the two passes saw different weights"
