@@ -132,35 +132,23 @@ def _time_both_directions(host_src, dev_dst, dev_src, host_dst, repeats: int, wa
 # -- pinned host memory ------------------------------------------------------------------------------
 
 class _Pinned:
-    """Page-lock an existing host tensor in place with cudaHostRegister, so it stays exactly sized
-    (pin_memory() goes through the caching host allocator, which rounds up to a power of two).
-    Falls back to a pin_memory() copy if registering fails; `.method` says which."""
+    """A host tensor page-locked in place (the engine's pin_in_place: exactly sized, CUDA's error cleared
+    when the driver refuses), else a pin_memory() copy; `.method` says which."""
 
     def __init__(self, tensor):
-        import torch
+        from zo2bench.engine.offload import pin_in_place
 
-        self._cudart = torch.cuda.cudart()
-        self.registered = int(self._cudart.cudaHostRegister(tensor.data_ptr(), tensor.nbytes, 0)) == 0
+        self.registered = pin_in_place(tensor)
         if self.registered:
             self.tensor, self.method = tensor, "cudaHostRegister"
         else:
-            self._clear_error()
             self.tensor, self.method = tensor.pin_memory(), "pin_memory"
 
-    @staticmethod
-    def _clear_error() -> None:
-        # A failed runtime call leaves its error as the "last error", which the next kernel launch
-        # check would report as its own; one throwaway launch reads and clears it here.
-        import torch
-
-        try:
-            torch.ones(1, device="cuda").add_(1)
-        except RuntimeError:
-            pass
-
     def close(self) -> None:
+        from zo2bench.engine.offload import release_host_buffer
+
         if self.registered:
-            self._cudart.cudaHostUnregister(self.tensor.data_ptr())
+            release_host_buffer(self.tensor)
             self.registered = False
 
 
