@@ -198,14 +198,14 @@ def test_gpu_parity(model, dtype):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("extra", [{"prefetch": 2}, {"gpu_budget_gib": 1.0}], ids=["prefetch2", "budget"])
+@pytest.mark.parametrize("extra", [{"prefetch": 2}, {"gpu_budget_gib": 0.25}], ids=["prefetch2", "budget"])
 def test_gpu_parity_streaming_variants(extra):
     """Prefetching two blocks, and a budget that keeps some blocks resident, change no bit."""
     kw = dict(model="opt-125m", dtype="fp16", device="cuda", seq=256, steps=3, lr=1e-5)
     a, b = run(cfg(mode="mezo", **kw)), run(cfg(mode="zo2", **kw, **extra))
     assert losses(a) == losses(b) and a["final_params_sha256"] == b["final_params_sha256"]
     if "gpu_budget_gib" in extra:
-        assert 0 < b["offload"]["resident_blocks"] < 12
+        assert 0 < b["offload"]["resident_blocks"] < 12  # 0.25 GiB keeps 5 of opt-125m's 12 blocks
 
 
 @pytest.mark.gpu
