@@ -28,7 +28,7 @@ import math
 import operator
 import re
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
 
@@ -52,6 +52,7 @@ QUANTITIES = {
     "gpu_memory": "peak GPU memory of a training step (see view)",
     "host_memory": "peak host (CPU) memory (see view)",
     "component_size": "one term of a GPU memory composition (see component)",
+    "component_share": "one term's share of a GPU memory composition",
     "reduction": "GPU memory of baseline_mode over that of mode (×)",
     "memory_saving": "GPU memory of baseline_mode minus that of mode",
     "memory_ratio": "GPU memory of mode over that of baseline_mode",
@@ -80,6 +81,7 @@ QUANTITIES = {
     "budget": "price of a system configuration",
     "storage": "disk space",
     "dtype_memory_ratio": "memory of fp32 over that of fp16",
+    "hardware_limit": "a limit of available hardware, not a property of ZO2",
 }
 
 
@@ -106,6 +108,7 @@ class Claim:
     component: str | None = None     # which term or part, for component_size, step_time, formula_constant...
     gpu: str | None = None           # a GPU name the figure is bound to ("RTX 3090"), for speed-like claims
     check: str | None = None         # the document's own arithmetic that should give `value`
+    check_sense: str = "point"       # how check_document compares: "point", or "floor"/"ceiling" for "$50,000+"
     test: str | None = None          # what run would test it, where the suite's runs cannot
     assumed: tuple[str, ...] = ()    # fields the document leaves unsaid, filled in by the data
     note: str = ""
@@ -269,7 +272,7 @@ def _table_claims(head: dict, t: dict) -> list[Claim]:
                     d["hardware"] = parsed["paren"]
             d.update(override or {})
             if isinstance(d.get("check"), str):
-                d["check"] = re.sub(r"\{([^{}]+)\}", lambda m: "{" + ids.get(m[1], m[1]) + "}", d["check"])
+                d["check"] = re.sub(r"\{([^{}]+)\}", lambda m, ids=ids: "{" + ids.get(m[1], m[1]) + "}", d["check"])
                 if n is not None:
                     d["check"] = d["check"].replace("{n}", repr(float(n)))
             d.update(id=cid, section=t["section"], text=row.strip(), column=col)
@@ -291,6 +294,7 @@ def _parse_spec_cell(text: str, spec: dict) -> dict | None:
 # -- the document's own arithmetic ------------------------------------------------------------------
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
         ast.Pow: operator.pow, ast.USub: operator.neg, ast.UAdd: operator.pos}
+_ATTRS = {"total", "it_per_s", "embeddings", "head", "blocks", "workspace", "overhead"}  # of formulas' results
 DOCUMENT_RTOL = 0.02   # recomputed within 2% of the stated figure, or equal to it at its stated rounding
 
 
@@ -326,6 +330,8 @@ def evaluate(expression: str) -> float:
             return _OPS[type(node.op)](ev(node.operand))
         if isinstance(node, ast.Name) and node.id in refs:
             return refs[node.id]
+        if isinstance(node, ast.Attribute) and node.attr in _ATTRS:   # e.g. step_time(...).total
+            return getattr(ev(node.value), node.attr)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in fns:
             return fns[node.func.id](*[ev(a) for a in node.args], **{k.arg: ev(k.value) for k in node.keywords})
         raise UserError(f"check '{expression}': {ast.dump(node)[:60]} is not allowed")
@@ -351,9 +357,9 @@ def check_document(claim: Claim) -> DocumentCheck | None:
     if isinstance(v, tuple):
         ok = v[0] * (1 - DOCUMENT_RTOL) <= r <= v[1] * (1 + DOCUMENT_RTOL)
         tol = f"within [{v[0]:g}, {v[1]:g}] ± {DOCUMENT_RTOL:.0%}"
-    elif claim.sense == "floor":
+    elif claim.check_sense == "floor":
         ok, tol = r >= v * (1 - DOCUMENT_RTOL), f"at least the stated figure − {DOCUMENT_RTOL:.0%}"
-    elif claim.sense == "ceiling":
+    elif claim.check_sense == "ceiling":
         ok, tol = r <= v * (1 + DOCUMENT_RTOL), f"at most the stated figure + {DOCUMENT_RTOL:.0%}"
     else:
         d = _decimals(claim.text, v)

@@ -13,10 +13,13 @@ Read: sweep rows (results/<series>/<machine>/*.jsonl), bench-step records (resul
 skipped. A line or file that does not parse, or a record of another schema_version, is named in a warning
 and left out. Every value carries file, line (1-based; 0 for a whole-file record), cell key, machine,
 commit and a flag: "clean", "dirty" (uncommitted changes when it ran) or "unknown" (no commit recorded).
-`latest` marks the last row of each (machine, key), as results.latest_rows does: a re-run supersedes.
+`variant` names a setting beyond model, mode, dtype, batch and seq (a GPU budget that keeps blocks
+resident); claims are matched to plain runs only. `latest` marks the last row of each (machine, key),
+as results.latest_rows does: a re-run supersedes.
 
 Quantities and their units (values are in base units: bytes, seconds, ...):
-    gpu_memory [bytes]       views torch_allocated, torch_reserved, nvml_process, nvml_device; phases
+    gpu_memory [bytes]       views torch_allocated, torch_reserved, nvml_process, nvml_device, and
+                             outside_allocator (NVML process − torch reserved: CUDA context, cuBLAS); phases
                              build, warmup, measured (sweeps); phase "run" for bench-step (allocator only)
     host_memory [bytes]      views host_rss, pinned
     step_time [s]            median of the measured steps (n, q1, q3 beside it); bench-step lanes as
@@ -39,8 +42,8 @@ from pathlib import Path
 from zo2bench.results import SCHEMA_VERSION
 
 COLUMNS = ["machine_id", "gpu", "series", "source", "file", "line", "key", "run_id", "model", "mode", "dtype",
-           "batch", "seq", "n_params", "status", "quantity", "view", "phase", "value", "unit", "n", "q1", "q3",
-           "commit", "dirty", "flag", "latest", "reason"]
+           "batch", "seq", "variant", "n_params", "status", "quantity", "view", "phase", "value", "unit", "n", "q1",
+           "q3", "commit", "dirty", "flag", "latest", "reason"]
 
 # memory view -> (quantity, field of memory.views.<phase> in a sweep row)
 VIEWS = {
@@ -48,6 +51,7 @@ VIEWS = {
     "torch_reserved": ("gpu_memory", "torch_peak_reserved_bytes"),
     "nvml_process": ("gpu_memory", "nvml_process_peak_bytes"),
     "nvml_device": ("gpu_memory", "nvml_device_peak_bytes"),
+    "outside_allocator": ("gpu_memory", "outside_torch_allocator_bytes"),   # NVML process − torch reserved
     "host_rss": ("host_memory", "host_rss_peak_bytes"),
     "pinned": ("host_memory", "pinned_peak_bytes"),
 }
@@ -108,6 +112,11 @@ def _flag(commit, dirty) -> str:
     return "dirty" if dirty else "clean"
 
 
+def _variant(config: dict) -> str | None:
+    """What sets a run apart from the plain mode, e.g. "gpu_budget_gib=12" (some blocks kept resident)."""
+    return f"gpu_budget_gib={config['gpu_budget_gib']:g}" if config.get("gpu_budget_gib") is not None else None
+
+
 def _head(path: Path, line: int, rec: dict, machine: str, series: str, source: str, key: str) -> dict:
     fp = rec.get("fingerprint") or {}
     cfg = rec.get("cell") or rec.get("config") or {}
@@ -115,7 +124,7 @@ def _head(path: Path, line: int, rec: dict, machine: str, series: str, source: s
     return {"machine_id": rec.get("machine_id") or machine, "gpu": fp.get("gpu"), "series": series,
             "source": source, "file": str(path), "line": line, "key": key, "run_id": rec.get("run_id"),
             "model": cfg.get("model"), "mode": cfg.get("mode"), "dtype": cfg.get("dtype"),
-            "batch": cfg.get("batch"), "seq": cfg.get("seq"),
+            "batch": cfg.get("batch"), "seq": cfg.get("seq"), "variant": _variant(rec.get("config") or {}),
             "n_params": rec.get("n_params") or (rec.get("model") or {}).get("n_params"),
             "status": rec.get("status", "ok"), "commit": commit, "dirty": dirty, "flag": _flag(commit, dirty),
             "reason": rec.get("reason")}

@@ -37,6 +37,7 @@ class Measured:
     ratio: float | None = None           # value / claimed (the middle of a claimed range)
     bound: str | None = None             # "lower": the value is a lower bound (e.g. the largest model run)
     partial: str | None = None           # what the value leaves out of the claim (e.g. "GPU energy only")
+    side: str | None = None              # "below", "within" or "above" the claimed value's tolerance band
 
 
 DIRECT = {"gpu_memory", "host_memory", "tokens_per_s", "it_per_s", "offloaded_blocks", "fits", "energy_per_token",
@@ -67,21 +68,43 @@ def measurable(claim: Claim) -> bool:
         return claim.component is None
     if q == "power_change":
         return claim.component == "gpu"
+    if q == "component_size":
+        return claim.view is not None      # a term with a measured view (overhead: outside the allocator)
     return q in DIRECT or q in PAIRED or q in ("growth_per_b_params", "model_size_ratio")
 
 
-def from_catalog(claim: Claim) -> Measured | None:
-    """Parameter and layer counts of a named model, counted from its architecture."""
-    if claim.quantity not in ("params", "layers") or not claim.model:
-        return None
-    try:
-        s = exact.spec(claim.model)
-    except Exception:
-        return None
-    src = "catalog" if claim.model not in exact.SHAPES else "exact.SHAPES (published configuration)"
-    if claim.quantity == "params":
-        return Measured(float(s.n_params()), "params", f"{claim.model} ({src})", ())
-    return Measured(float(s.layers), "layers", f"{claim.model} ({src})", ())
+# The real OPT family, for claims about "n" in general (1.1's fractions).
+OPT_FAMILY = ("opt-125m", "opt-350m", "opt-1.3b", "opt-2.7b", "opt-6.7b", "opt-13b", "opt-30b", "opt-66b", "opt-175b")
+_CATALOG_COMPONENTS = ("embeddings", "head", "block")
+
+
+def from_catalog(claim: Claim) -> list[Measured]:
+    """Exact counts that test a claim: parameters and layers of a named model, and the weights of one of
+    formula 1.1's terms (embeddings, head, block) of the named model, or, for a claim in bytes per
+    parameter, of every OPT model. Empty where the catalog says nothing about the claim."""
+    q = claim.quantity
+    if q in ("params", "layers") and claim.model:
+        try:
+            s = exact.spec(claim.model)
+        except Exception:
+            return []
+        src = "catalog" if claim.model not in exact.SHAPES else "exact.SHAPES (published configuration)"
+        v = s.n_params() if q == "params" else s.layers
+        return [Measured(float(v), q, f"{claim.model} ({src})", ())]
+    if q != "component_size" or claim.component not in _CATALOG_COMPONENTS:
+        return []
+    b = exact.BYTES_PER_PARAM[claim.dtype or "fp16"]
+    per_param = claim.unit == "bytes/param"
+    out = []
+    for name in ([claim.model] if claim.model else OPT_FAMILY if per_param else []):
+        s = exact.spec(name)
+        n = {"embeddings": s.embed_params(), "head": s.head_params(), "block": s.block_params()}[claim.component]
+        if per_param:   # 1.1: a fraction of n; the block's of n/L
+            denom = s.n_params() / s.layers if claim.component == "block" else s.n_params()
+            out.append(Measured(n * b / denom, "bytes/param", f"{name} {claim.component} ({claim.dtype})", ()))
+        else:
+            out.append(Measured(float(n * b), "bytes", f"{name} {claim.component}: {n:,} params x {b} B", ()))
+    return out
 
 
 def machine_gpu(ev: Evidence, machine: str) -> str | None:
@@ -92,6 +115,7 @@ def machine_gpu(ev: Evidence, machine: str) -> str | None:
 def _rows(ev: Evidence, machine: str, quantity: str, claim: Claim, mode: str | None, view: str | None):
     t = ev.select(machine_id=machine, quantity=quantity, mode=mode, dtype=claim.dtype, batch=claim.batch,
                   seq=claim.seq, view=view)
+    t = t[t["variant"].isna()]
     if quantity in ("gpu_memory", "host_memory", "energy_per_token", "gpu_power"):
         t = t[t["phase"].isin(["measured", "run"])]
     if quantity in ("tokens_per_s", "it_per_s", "step_time"):
@@ -115,9 +139,9 @@ def values(claim: Claim, ev: Evidence, machine: str) -> list[Measured]:
     q = claim.quantity
     if not measurable(claim):
         return []
-    if q in DIRECT:
+    if q in DIRECT or q == "component_size":
         view = claim.view or DEFAULT_VIEW.get(q)
-        t = _rows(ev, machine, q, claim, claim.mode, view)
+        t = _rows(ev, machine, "gpu_memory" if q == "component_size" else q, claim, claim.mode, view)
         return [Measured(float(r["value"]), r["unit"], _cell(r), (provenance(r),)) for _, r in t.iterrows()]
     if q in PAIRED:
         return _paired(claim, ev, machine)
@@ -177,6 +201,14 @@ def _largest(claim: Claim, ev: Evidence, machine: str) -> list[Measured]:
     bound = None if m_stopped else "lower"
     return [Measured(float(m["n_params"] / b["n_params"]), "ratio",
                      f"{m['model']} ({claim.mode}) / {b['model']} ({claim.baseline_mode})", (pm, pb), bound=bound)]
+
+
+def did_not_fit(claim: Claim, ev: Evidence, machine: str) -> list[Provenance]:
+    """Rows of the claim's model and mode that ran out of memory or were infeasible on this machine."""
+    t = ev.select(machine_id=machine, quantity="fits", mode=claim.mode, dtype=claim.dtype, batch=claim.batch,
+                  seq=claim.seq)
+    t = t[(t["value"] == 0) & (t["model"] == claim.model)] if claim.model else t.iloc[0:0]
+    return [provenance(r) for _, r in t.iterrows()]
 
 
 def needs(claim: Claim) -> str:

@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from zo2bench.analysis import claims as claims_mod
-from zo2bench.analysis import units
+from zo2bench.analysis import measure, units
 from zo2bench.analysis.claims import Claim
-from zo2bench.analysis import measure
 from zo2bench.analysis.evidence import Evidence
 from zo2bench.analysis.measure import Measured
 
@@ -176,6 +175,14 @@ def _aggregate(oks: list[bool]) -> str:
     return HOLDS if all(oks) else FAILS if not any(oks) else PARTIAL
 
 
+def side(rule: Rule, value: float, claimed) -> str:
+    """Where a value lies against the claim's tolerance band: below, within or above."""
+    lo, hi = claimed if isinstance(claimed, tuple) else (claimed, claimed)
+    t = rule.tolerance
+    lo_t, hi_t = (lo * (1 - t), hi * (1 + t)) if lo >= 0 else (lo * (1 + t), hi * (1 - t))
+    return "below" if value < lo_t else "above" if value > hi_t else "within"
+
+
 def _decide(rule: Rule, measured: list[Measured], claimed) -> tuple[str, list[Measured]]:
     out, oks, partial, lower_fail = [], [], False, False
     for m in measured:
@@ -184,7 +191,7 @@ def _decide(rule: Rule, measured: list[Measured], claimed) -> tuple[str, list[Me
             lower_fail = True   # a lower bound below the claim says nothing against it
         mid = _mid(claimed)
         out.append(Measured(m.value, m.unit, m.cell, m.provenance, HOLDS if ok else FAILS,
-                            m.value / mid if mid else None, m.bound, m.partial))
+                            m.value / mid if mid else None, m.bound, m.partial, side(rule, m.value, claimed)))
         oks.append(ok)
         partial = partial or bool(m.partial)
     v = _aggregate(oks)
@@ -193,6 +200,16 @@ def _decide(rule: Rule, measured: list[Measured], claimed) -> tuple[str, list[Me
     elif partial and v == HOLDS:
         v = PARTIAL
     return v, out
+
+
+def _summary(ms: list[Measured]) -> tuple[str, ...]:
+    """"12 of 29 values hold; 15 above the band, 2 below" where several values decide a verdict."""
+    if len(ms) < 2:
+        return ()
+    held = sum(m.verdict == HOLDS for m in ms)
+    sides = [f"{n} {s}" for s in ("above", "below") if (n := sum(m.side == s for m in ms))]
+    return (f"{held} of {len(ms)} values hold" + (f"; {', '.join(sides)} the claim with its tolerance" if sides
+                                                   else ""),)
 
 
 def _ratio(measured: list[Measured], claimed) -> float | None:
@@ -213,13 +230,19 @@ def judge(claim: Claim, ev: Evidence, *, reading: str = units.DEFAULT_READING,
         out.append(Verdict(claim.id, None, "document", HOLDS if doc.holds else FAILS, DOCUMENT_RULE, None,
                            claim.value, claim.unit, ratio=doc.recomputed / _mid(claim.value) if _mid(claim.value)
                            else None, note=f"{doc.expression} = {doc.recomputed:.6g}"))
-    cat = measure.from_catalog(claim)
-    if cat is not None:
-        rule = rule_for(claim)
-        v, ms = _decide(rule, [cat], claimed)
-        out.append(Verdict(claim.id, None, "catalog", v, rule, None, claimed, base, tuple(ms), ratio=_ratio(ms, claimed)))
-        return out
     rule = rule_for(claim)
+    cat = measure.from_catalog(claim)
+    if cat and rule is not None:
+        v, ms = _decide(rule, cat, claimed)
+        other = None
+        if has_reading:
+            alt = units.BINARY if reading == units.DECIMAL else units.DECIMAL
+            alt_v, _ = _decide(rule, cat, units.to_base(claim.value, claim.unit, alt))
+            other = (alt, alt_v) if alt_v != v else None
+        out.append(Verdict(claim.id, None, "catalog", v, rule, reading if has_reading else None, claimed, base,
+                           tuple(ms), ratio=_ratio(ms, claimed), other_reading=other))
+        if not measure.measurable(claim):
+            return out
     if rule is None or not measure.measurable(claim):
         if not out:
             out.append(Verdict(claim.id, None, "none", UNTESTED, rule, reading if has_reading else None, claimed, base,
@@ -243,7 +266,8 @@ def _judge_machine(claim: Claim, ev: Evidence, machine: str, rule: Rule, reading
     gpu = measure.machine_gpu(ev, machine)
     if claim.gpu and claim.quantity in HARDWARE_BOUND and claim.gpu.lower() not in (gpu or "").lower():
         ms = measure.values(claim, ev, machine)
-        shown = tuple(Measured(m.value, m.unit, m.cell, m.provenance, "", m.value / _mid(claimed)) for m in ms)
+        shown = tuple(Measured(m.value, m.unit, m.cell, m.provenance, "", m.value / _mid(claimed),
+                               side=side(rule, m.value, claimed)) for m in ms)
         return Verdict(claim.id, machine, "measured", UNTESTED, rule, rd, claimed, base, shown,
                        ratio=_ratio(list(shown), claimed), needs=f"a run on {claim.hardware}",
                        note=f"stated for {claim.gpu}; this machine has {gpu}: values shown for reference")
@@ -261,6 +285,9 @@ def _judge_machine(claim: Claim, ev: Evidence, machine: str, rule: Rule, reading
             return Verdict(claim.id, machine, "predicted", HOLDS if ok else FAILS, rule, rd, claimed, base,
                            predicted=pred, ratio=pred.value / _mid(claimed) if _mid(claimed) else None,
                            other_reading=other, note=f"predicted, not measured: {pred.label}", notes=notes)
+        failed = measure.did_not_fit(claim, ev, machine)
+        if failed:
+            notes += (f"{claim.model} {claim.mode} did not fit on this machine: {failed[-1].cite()}",)
         return Verdict(claim.id, machine, "measured", UNTESTED, rule, rd, claimed, base,
                        needs=claim.test or measure.needs(claim), notes=notes)
     v, judged = _decide(rule, ms, claimed)
@@ -270,8 +297,10 @@ def _judge_machine(claim: Claim, ev: Evidence, machine: str, rule: Rule, reading
         alt_v, _ = _decide(rule, ms, units.to_base(claim.value, claim.unit, alt))
         other = (alt, alt_v) if alt_v != v else None
     needs = (claim.test or measure.needs(claim)) if v == UNTESTED else None
+    partial = sorted({m.partial for m in judged if m.partial})
     return Verdict(claim.id, machine, "measured", v, rule, rd, claimed, base, tuple(judged),
-                   ratio=_ratio(judged, claimed), other_reading=other, needs=needs, notes=notes)
+                   ratio=_ratio(judged, claimed), other_reading=other, needs=needs,
+                   note="; ".join(partial), notes=notes + _summary(judged))
 
 
 def judge_all(ev: Evidence, claims: list[Claim] | None = None, *, reading: str = units.DEFAULT_READING,
