@@ -28,7 +28,7 @@ BYTES_PER_PARAM = {"fp32": 4, "fp16": 2, "bf16": 2}
 
 # The documents' models that the catalog does not hold, by their published configurations. Counted as
 # OPT-style decoders (learned positions, biases, 4h MLP, tied head), which is how their papers count them;
-# the count of each is within 0.5% of its name (tests/test_formulas.py checks it).
+# the count of each is within 1% of its name (tests/test_formulas.py checks it).
 SHAPES: dict[str, catalog.ModelSpec] = {
     # Brown et al. 2020, Table 2.1: 96 layers, d_model 12288, 96 heads, context 2048, GPT-2 BPE vocabulary.
     "gpt3-175b": catalog.ModelSpec("gpt3-175b", "opt", 12288, 96, 96, ffn=4 * 12288, vocab=50257, positions=2048),

@@ -86,6 +86,8 @@ DOCUMENT_RULE = Rule("document", "point", claims_mod.DOCUMENT_RTOL, (), (),
 # Quantities whose value depends on the GPU: a claim that names a GPU is judged on that GPU only.
 HARDWARE_BOUND = {"tokens_per_s", "it_per_s", "step_time", "efficiency", "slowdown_vs_backprop", "pcie_bandwidth",
                   "energy_per_token", "energy_savings", "power_change", "time_per_epoch", "training_time"}
+# Claims about the document's own arithmetic alone: their document check is their only verdict.
+ARITHMETIC_ONLY = {"component_share"}
 # What would test claims of a quantity that no stored series measures (a claim's own `test` wins).
 NEEDS = {
     "iterations": "the convergence series (issue 11): steps to a target loss per model and task",
@@ -244,7 +246,7 @@ def judge(claim: Claim, ev: Evidence, *, reading: str = units.DEFAULT_READING,
         if not measure.measurable(claim):
             return out
     if rule is None or not measure.measurable(claim):
-        if not out:
+        if not (doc is not None and claim.quantity in ARITHMETIC_ONLY):
             out.append(Verdict(claim.id, None, "none", UNTESTED, rule, reading if has_reading else None, claimed, base,
                                needs=claim.test or NEEDS.get(claim.quantity, "no stored series measures this")))
         return out
