@@ -11,5 +11,6 @@ Modules (no module here imports report, regression or commands):
     exact     the same with exact parameter counts from the catalog, beside the approximations
     claims    every table cell and quantitative statement of documents 000 and 002 (claims/*.toml)
     evidence  results/ as one table of measured values, each with file, line, cell, commit
+    measure   the values that test one claim (pairs for ratios, slopes, the largest model that ran)
     verdicts  the rules (one table) and a verdict per claim and machine
 """

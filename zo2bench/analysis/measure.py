@@ -221,14 +221,24 @@ def needs(claim: Claim) -> str:
     if q == "step_time" and claim.component:
         return f"per-part timing ({claim.component}) on {claim.hardware}"
     series = SERIES_OF.get(q, "throughput_scaling")
-    what = " ".join(str(x) for x in (claim.model, claim.mode, claim.dtype,
+    model = claim.model
+    if not model and claim.params_range:
+        lo, hi = claim.params_range
+        inside = [m for m in OPT_FAMILY if lo <= exact.spec(m).n_params() < hi]
+        span = f"over {lo / 1e9:g} B" if hi >= 1e14 else f"of {lo / 1e9:g}-{hi / 1e9:g} B"
+        model = " or ".join(inside) if inside else f"a model {span} parameters"
+    what = " ".join(str(x) for x in (model, claim.mode, claim.dtype,
                                      f"b{claim.batch}" if claim.batch else None,
                                      f"T{claim.seq}" if claim.seq else None) if x)
-    if claim.model and claim.model in exact.SHAPES or claim.model in ("opt-66b", "opt-175b"):
-        gb = exact.host_memory(claim.model, "fp16") / 1e9
-        return (f"a {series} cell of {what}: {gb:,.0f} GB of fp16 weights in host memory"
-                + (" and a multi-GPU host for the backprop baseline (issue 12)" if claim.baseline_mode or
-                   claim.mode == "fo-adamw" else ""))
+    big = [m for m in (model or "").split(" or ") if m in exact.SHAPES or m in ("opt-66b", "opt-175b")]
+    if big:
+        gb = exact.host_memory(big[0], "fp16") / 1e9
+        gpu_side = {m for m in (claim.mode, claim.baseline_mode) if m in ("mezo", "fo-adamw")}
+        per_param = {"mezo": 2, "fo-adamw": 16}   # fp16 weights; fp32 weights, grads and two Adam moments
+        parts = [f"{gb:,.0f} GB of fp16 weights in host memory"] if claim.mode in ("zo2", None) else []
+        parts += [f"{per_param[m] * gb / 2:,.0f} GB of GPU memory for {m} (a multi-GPU host, issue 12)"
+                  for m in sorted(gpu_side)]
+        return f"a {series} cell of {what}: " + " and ".join(parts)
     if claim.dtype == "fp32":
         return f"the {series} series in fp32 (grid.dtypes = [\"fp32\"]): {what}"
     return f"a {series} cell of {what} (zo2bench sweep experiments/{series}.toml)"

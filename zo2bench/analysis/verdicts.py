@@ -107,6 +107,15 @@ NEEDS = {
 }
 
 
+def rules_frame():
+    """The rules as a table for a report: name, kind, tolerance, the quantities and senses, the rule in words."""
+    import pandas as pd
+
+    return pd.DataFrame([{"rule": r.name, "kind": r.kind, "tolerance": r.tolerance,
+                          "quantities": ", ".join(r.quantities), "senses": ", ".join(r.senses), "text": r.text}
+                         for r in (*RULES.values(), DOCUMENT_RULE)])
+
+
 def rule_for(claim: Claim) -> Rule | None:
     """The rule that decides a claim against measurements (None: nothing decides it but the document)."""
     for r in RULES.values():
