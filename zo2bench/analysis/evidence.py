@@ -98,7 +98,7 @@ class Evidence:
         t = self.table
         if not len(t):
             return t
-        mask = t["latest"] if latest else t["value"].notna() | t["value"].isna()
+        mask = t["latest"].astype(bool) if latest else t["latest"] | ~t["latest"]
         for k, v in where.items():
             if v is None:
                 continue
