@@ -3,7 +3,7 @@
     from zo2bench.analysis import claims, evidence, verdicts
     ev = evidence.load("results")                 # flat table of measured values with provenance
     for v in verdicts.judge_all(ev):              # one verdict per claim and machine (or document)
-        print(v.claim_id, v.machine_id, v.verdict, v.rule.name, v.ratio)
+        print(v.claim_id, v.machine_id, v.basis, v.verdict, v.ratio, v.needs)
 
 Modules (no module here imports report, regression or commands):
     units     GB read as 10^9 or 2^30 bytes; claim units and their base units

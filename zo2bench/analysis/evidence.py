@@ -6,7 +6,7 @@
     ev.select(quantity="gpu_memory", view="nvml_process", model="opt-1.3b", mode="zo2")
     ev.machines()                         # ["h100-80gb-hbm3"]
     ev.warnings                           # ["zo2bench: warning: results/x.jsonl:3: ...", ...]
-    provenance(ev.table.iloc[0]).cite()   # "results/memory_scaling/h100-80gb-hbm3/....jsonl:4 @c53f8e3 (dirty)"
+    provenance(ev.table.iloc[0]).cite()   # "results/memory_scaling/<machine>/<stamp>.jsonl:4 [<key>] @c53f8e3 (dirty)"
 
 Read: sweep rows (results/<series>/<machine>/*.jsonl), bench-step records (results/bench-step/<machine>/
 *.json) and calibrations (results/calibration/<machine>/*.json). Anything under an `archive/` folder is

@@ -3,7 +3,9 @@
     from zo2bench.analysis import claims, evidence, measure
     ev = evidence.load("results")
     measure.values(claims.get("002-1.2-opt-1.3b-reduction"), ev, "h100-80gb-hbm3")
-    # [Measured(value=6.9, unit="ratio", cell="opt-1.3b zo2/fo-adamw fp16 b1 T2048 nvml_process", provenance=(...))]
+    # [Measured(value=fo-adamw bytes / zo2 bytes, unit="ratio",
+    #           cell="opt-1.3b zo2/fo-adamw fp16 b1 T2048 nvml_process [memory_scaling]",
+    #           provenance=(the zo2 row, the fo-adamw row))]
 
 A claim is matched on its structured fields: quantity, model (or params_range), mode, dtype, batch, seq,
 view; a field the claim leaves None matches every row. Memory comes from the measured phase of sweep rows
