@@ -132,4 +132,4 @@ def render_table(rows: list[dict]) -> str:
     df = measured_table(rows)
     if df.empty:
         return "(no cells)"
-    return df.fillna("").to_string(index=False)
+    return "\n".join(line.rstrip() for line in df.fillna("").to_string(index=False).splitlines())

@@ -40,6 +40,7 @@ from zo2bench.experiments.spec import Cell, Experiment
 DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 GiB = 2**30
 FAILED = ("error", "timeout", "nonfinite")  # run again on resume; oom, infeasible and skipped are results
+SHOWN_ORDER = ("recorded", "ok", "oom", "skipped", "infeasible", "would run", "would run again", *FAILED)
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,7 @@ def _sweep(experiment, profile, cells, results_dir, store, machine, stream, lock
     written = str(out_file) if out_file.exists() else None
     latest = _latest(results_dir, experiment.name, machine.machine_id) if written else latest
     held = [latest[c.key] for c in cells if c.key in latest]
-    held_counts = Counter(r.get("status") for r in held)
+    held_counts = _ordered(Counter(r.get("status") for r in held))
     failed = {s: n for s, n in held_counts.items() if s in FAILED}
     if not dry_run and held:
         print(f"zo2bench sweep: what each cell measured (its latest row)\n{render_table(held)}\n({LEGEND})",
@@ -187,7 +188,7 @@ def _sweep(experiment, profile, cells, results_dir, store, machine, stream, lock
     if failed:
         shown += (", " if shown else "") + f"{sum(failed.values())} failed (" + \
             ", ".join(f"{n} {s}" for s, n in failed.items()) + ")"
-    ran = ", ".join(f"{n} {s}" for s, n in counts.items() if s != "recorded") or "nothing run"
+    ran = ", ".join(f"{n} {s}" for s, n in _ordered(counts).items() if s != "recorded") or "nothing run"
     print(f"zo2bench sweep: {experiment.name}/{profile}: {len(held)} of {len(cells)} cells recorded"
           + (f": {shown}" if shown else "") + f"; this run: {ran}" + (f" ({retried} retried)" if retried else "")
           + (f"; rows in {store}/" + (f" (this run: {out_file.name})" if written else "") if held else ""),
@@ -195,6 +196,11 @@ def _sweep(experiment, profile, cells, results_dir, store, machine, stream, lock
     return {"series": experiment.name, "profile": profile, "machine_id": machine.machine_id, "cells": len(cells),
             "counts": counts, "held": dict(held_counts), "failed": sum(failed.values()), "retried": retried,
             "file": written, "store": str(store)}
+
+
+def _ordered(counts: dict) -> dict:
+    rank = {s: i for i, s in enumerate(SHOWN_ORDER)}
+    return dict(sorted(counts.items(), key=lambda kv: rank.get(kv[0], len(rank))))
 
 
 def _latest(results_dir, series: str, machine_id: str) -> dict:
