@@ -166,7 +166,8 @@ def test_a_zygote_that_cannot_start_leaves_each_cell_its_own_interpreter(tmp_pat
     assert summary["counts"] == {"ok": 2} and summary["failed"] == 0, text
     assert _fallbacks(text) == 1 and "the zygote ended (exit status 3) before it could get ready" in text
     log = Path(summary["file"] + ".zygote.log")
-    assert "fake zygote: cannot start" in log.read_text() and str(log) in text
+    assert "fake zygote: cannot start" in log.read_text()
+    assert f"its stderr is in {log} (last line: fake zygote: cannot start)" in text
     assert [r["status"] for r in rows_of(tmp_path, "tiny")] == ["ok", "ok"]
 
 
@@ -207,6 +208,7 @@ def test_a_zygote_that_stops_answering_is_given_up(tmp_path, monkeypatch):
     outcome = launch.launch_cell(payload, timeout_s=60, on_event=lambda e: None, zygote=zygote)
     assert outcome["returncode"] is None and "did not get ready (import torch and transformers) within 1 s" in \
         outcome["zygote_failed"]
+    assert outcome["zygote_failed"].endswith("it wrote nothing on stderr")
     assert zygote.proc.poll() is not None  # stopped, not left behind
     again = launch.launch_cell(payload, timeout_s=60, on_event=lambda e: None, zygote=zygote)
     assert again["zygote_failed"] == outcome["zygote_failed"]  # asked once only

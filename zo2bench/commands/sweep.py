@@ -49,19 +49,14 @@ def _utc_time(text: str) -> str:
 
 
 def main(args) -> int:
-    from zo2bench.errors import UserError
-    from zo2bench.experiments.guard import uncommitted_changes
     from zo2bench.experiments.runner import sweep
     from zo2bench.experiments.spec import load
 
     experiment = load(args.file)
-    dirty = None if args.dry_run or experiment.name == "smoke" else uncommitted_changes()
-    if dirty and not args.allow_dirty:
-        raise UserError(f"{args.file}: {dirty}; its rows would not name the code that made them: commit first, "
-                        f"or pass --allow-dirty (the rows then say allow_dirty)")
     # --only-models a,b works as well as --only-models a b
     only = [m for arg in args.only_models for m in arg.split(",") if m] if args.only_models else None
+    dirty_code = "ignore" if experiment.name == "smoke" else "allow" if args.allow_dirty else "refuse"
     summary = sweep(experiment, profile=args.profile, results_dir=args.results_dir, force=args.force,
                     only_models=only, dry_run=args.dry_run, redo_before=args.redo_before,
-                    retry_failed=not args.no_retry, allow_dirty=bool(dirty))
+                    retry_failed=not args.no_retry, dirty_code=dirty_code)
     return 1 if summary["failed"] and not args.dry_run else 0

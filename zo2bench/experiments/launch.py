@@ -128,9 +128,18 @@ class Zygote:
             self._fail(f"the zygote said {line.strip()[:80]!r} instead of a JSON reply")
 
     def _fail(self, why: str):
-        self.failed = f"{why}; its stderr: {self.log_path}" + _last_line(self.log_path)
         self.stop()
+        self.failed = self.explain(why)
         raise ZygoteError(self.failed)
+
+    def explain(self, why: str) -> str:
+        """`why`, and where its stderr is kept (with its last line), or that it said nothing there."""
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            lines = []
+        return f"{why}; its stderr is in {self.log_path} (last line: {lines[-1][:200]})" if lines else \
+            f"{why}; it wrote nothing on stderr"
 
     def start(self, payload: Path, stdout: Path, stderr: Path) -> _Forked:
         if self.failed:
@@ -186,9 +195,8 @@ class _Forked:
             os.kill(self.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        self.zygote_failed = self.zygote.failed = f"{why}; its stderr: {self.zygote.log_path}" + \
-            _last_line(self.zygote.log_path)
         self.zygote.stop()
+        self.zygote_failed = self.zygote.failed = self.zygote.explain(why)
         self.returncode = -signal.SIGKILL
 
     def kill(self) -> None:
@@ -201,14 +209,6 @@ class _Forked:
             if time.monotonic() > deadline:
                 self._lost(f"the zygote did not report the killed cell's end within {self.zygote.reply_timeout_s:g} s")
             time.sleep(0.05)
-
-
-def _last_line(path: Path) -> str:
-    try:
-        lines = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return f" (last line: {lines[-1][:200]})" if lines else ""
 
 
 def _pump(stream, lines: queue.Queue) -> None:
@@ -234,6 +234,8 @@ def launch_cell(payload: dict, timeout_s: float, on_event: Callable[[dict], None
         paths[0].write_text(json.dumps(payload, default=str))
         paths[1].touch(), paths[2].touch()
         if zygote is not None:
+            if zygote.proc is None and not zygote.failed:
+                on_event({"event": "phase", "phase": "zygote: importing torch and transformers (once)"})
             try:
                 proc = zygote.start(*paths)
             except ZygoteError as e:

@@ -32,7 +32,7 @@ from pathlib import Path
 from zo2bench import results
 from zo2bench.config import ZO_MODES, RunConfig
 from zo2bench.errors import UserError
-from zo2bench.experiments.guard import SweepLock
+from zo2bench.experiments import guard
 from zo2bench.experiments.launch import EVENT_PREFIX, Zygote, launch_cell
 from zo2bench.experiments.progress import LEGEND, Progress, render_table
 from zo2bench.experiments.spec import Cell, Experiment
@@ -110,12 +110,13 @@ def _utc() -> str:
 def sweep(experiment: Experiment, profile: str | None = None, results_dir: str | os.PathLike = "results",
           force: bool = False, only_models: list[str] | None = None, dry_run: bool = False,
           machine: Machine | None = None, stream=None, redo_before: str | None = None,
-          retry_failed: bool = True, allow_dirty: bool = False) -> dict:
+          retry_failed: bool = True, dirty_code: str = "ignore") -> dict:
     """Run (or with dry_run, list) the cells whose rows do not stand; returns what this run did and what is held.
 
     `redo_before` (UTC, 2026-11-23T10:00:00Z) runs again the cells recorded before it: a --force that
-    can be split over several invocations, each resuming where the last stopped. `allow_dirty` marks each
-    row "allow_dirty": true (the caller has let uncommitted code run). Returns {"counts": this run's outcomes
+    can be split over several invocations, each resuming where the last stopped. `dirty_code`: "refuse" a
+    package with uncommitted changes (guard.uncommitted_changes), "allow" it and mark each row
+    "allow_dirty": true, or "ignore" (no check: tests, the smoke series). Returns {"counts": this run's outcomes
     by status (and "recorded" for rows that stand), "held": the latest status of every cell by status,
     "failed", "retried", "file": this run's rows or None, "store": the folder of every run's rows, ...}.
     """
@@ -130,8 +131,13 @@ def sweep(experiment: Experiment, profile: str | None = None, results_dir: str |
             if not machine.cuda_available or index not in machine.gpu_total_bytes:
                 raise UserError(f"{experiment.file}: profile '{profile}' runs on {device}, which this machine does "
                                 f"not have (torch.cuda.is_available() is {machine.cuda_available}); try --profile cpu")
+    dirty = None if dry_run or dirty_code == "ignore" else guard.uncommitted_changes()
+    if dirty and dirty_code == "refuse":
+        raise UserError(f"{experiment.file}: {dirty}; its rows would not name the code that made them: commit "
+                        f"first, or pass --allow-dirty (the rows then say allow_dirty)")
+    allow_dirty = bool(dirty)
     store = Path(results_dir) / experiment.name / machine.machine_id
-    lock = None if dry_run else SweepLock(store).acquire()  # UserError naming the sweep that holds it
+    lock = None if dry_run else guard.SweepLock(store).acquire()  # UserError naming the sweep that holds it
     try:
         return _sweep(experiment, profile, cells, results_dir, store, machine, stream, lock, force, dry_run,
                       redo_before, retry_failed, allow_dirty)
@@ -184,18 +190,25 @@ def _sweep(experiment, profile, cells, results_dir, store, machine, stream, lock
     if not dry_run and held:
         print(f"zo2bench sweep: what each cell measured (its latest row)\n{render_table(held)}\n({LEGEND})",
               file=stream)
-    shown = ", ".join(f"{n} {s}" for s, n in held_counts.items() if s not in FAILED)
-    if failed:
-        shown += (", " if shown else "") + f"{sum(failed.values())} failed (" + \
-            ", ".join(f"{n} {s}" for s, n in failed.items()) + ")"
-    ran = ", ".join(f"{n} {s}" for s, n in _ordered(counts).items() if s != "recorded") or "nothing run"
-    print(f"zo2bench sweep: {experiment.name}/{profile}: {len(held)} of {len(cells)} cells recorded"
-          + (f": {shown}" if shown else "") + f"; this run: {ran}" + (f" ({retried} retried)" if retried else "")
-          + (f"; rows in {store}/" + (f" (this run: {out_file.name})" if written else "") if held else ""),
-          file=stream)
+    print(_summary_line(f"{experiment.name}/{profile}", len(cells), held_counts, counts, retried, store,
+                        written and out_file.name), file=stream)
     return {"series": experiment.name, "profile": profile, "machine_id": machine.machine_id, "cells": len(cells),
             "counts": counts, "held": dict(held_counts), "failed": sum(failed.values()), "retried": retried,
             "file": written, "store": str(store)}
+
+
+def _summary_line(what: str, n_cells: int, held: dict, counts: dict, retried: int, store: Path,
+                  this_file: str | None) -> str:
+    """What the series holds now (failures apart), what this run did, and where the rows are."""
+    failed = {s: n for s, n in held.items() if s in FAILED}
+    shown = [f"{n} {s}" for s, n in held.items() if s not in FAILED]
+    if failed:
+        shown.append(f"{sum(failed.values())} failed (" + ", ".join(f"{n} {s}" for s, n in failed.items()) + ")")
+    ran = ", ".join(f"{n} {s}" for s, n in _ordered(counts).items() if s != "recorded") or "nothing run"
+    where = f"; rows in {store}/" + (f" (this run: {this_file})" if this_file else "") if held else ""
+    return (f"zo2bench sweep: {what}: {sum(held.values())} of {n_cells} cells recorded"
+            + (f": {', '.join(shown)}" if shown else "") + f"; this run: {ran}"
+            + (f" ({retried} retried)" if retried else "") + where)
 
 
 def _ordered(counts: dict) -> dict:
