@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -31,7 +32,7 @@ class SweepLock:
 
     def __init__(self, folder: str | os.PathLike, command: str | None = None, wait_s: float = 5.0):
         self.folder, self.path = Path(folder), Path(folder) / LOCK_NAME
-        self.command = command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+        self.command = command or _command_line()
         self.wait_s = wait_s  # for a holder that has ended while the processes it started end with it
         self.fd: int | None = None
 
@@ -81,6 +82,11 @@ class SweepLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _command_line() -> str:
+    name = Path(sys.argv[0]).name
+    return shlex.join(["zo2bench" if name in ("zo2bench", "__main__.py") else name, *sys.argv[1:]])
 
 
 def _holder(fd: int) -> dict:
