@@ -1,7 +1,9 @@
-"""The sweep: rows appended as cells end, resumption, --force, crash / oom / infeasible handling, export.
+"""The sweep: rows appended as cells end, resumption, retries, --force, crash / oom / infeasible handling,
+torn rows, the closing table, export.
 
 Most tests replace the cell launcher with a fake that writes the row a real cell would (fast); the launcher
 itself is tested with real subprocesses: one crashing cell, one timed-out cell and one real opt-tiny cell.
+Process lifecycle (kill -9, the lock, a failing zygote) is in test_sweep_lifecycle.py.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from zo2bench import catalog, results
 from zo2bench.cli import main as cli_main
 from zo2bench.config import RunConfig
 from zo2bench.errors import UserError
-from zo2bench.experiments import runner
+from zo2bench.experiments import launch, runner
 from zo2bench.experiments.runner import Machine, feasibility
 from zo2bench.experiments.spec import load
 
@@ -54,7 +56,7 @@ class FakeLauncher:
         self.finished_utc = finished_utc
         self.calls: list[str] = []
 
-    def __call__(self, payload, timeout_s, on_event, zygote=None):
+    def __call__(self, payload, timeout_s, on_event, zygote=None, pass_fds=()):
         header = payload["header"]
         cell = header["cell"]
         if len(self.calls) == self.interrupt_at:
@@ -173,8 +175,9 @@ def test_oom_skips_larger_models_of_the_same_group(tmp_path, monkeypatch):
     summary = run_sweep(tmp_path, experiment(tmp_path, device="cuda"), machine=GPU_BOX)
     assert summary["counts"] == {"ok": 4, "oom": 1, "skipped": 1}
     by = {(r["cell"]["model"], r["cell"]["mode"]): r for r in rows_of(tmp_path)}
-    assert by[("opt-1.3b", "mezo")]["status"] == "skipped"
-    assert "opt-350m" in by[("opt-1.3b", "mezo")]["reason"] and "out of GPU memory" in by[("opt-1.3b", "mezo")]["reason"]
+    skipped = by[("opt-1.3b", "mezo")]
+    assert skipped["status"] == "skipped"
+    assert "opt-350m" in skipped["reason"] and "out of GPU memory" in skipped["reason"]
     assert by[("opt-1.3b", "zo2")]["status"] == "ok"  # another mode: tried
     assert by[("opt-350m", "mezo")]["oom"]["allocated_bytes"] == 79 * GiB
     assert ("opt-1.3b", "mezo") not in [tuple(k.split(":")[2:4]) for k in fake.calls]
@@ -205,7 +208,171 @@ def test_dry_run_writes_nothing(tmp_path, monkeypatch):
     assert not (tmp_path / "results").exists()
 
 
+# -- failures are retried; the exit status counts every cell -------------------------------------
+
+def cli_sweep(tmp_path, exp, *extra) -> int:
+    return cli_main(["sweep", exp.file, "--results-dir", str(tmp_path / "results"), "--allow-dirty", *extra])
+
+
+def test_failed_cells_are_retried_on_resume_and_the_exit_status_counts_every_cell(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(runner, "detect_machine", lambda: CPU_BOX)
+    exp = experiment(tmp_path)
+    monkeypatch.setattr(runner, "launch_cell", FakeLauncher(crash={("opt-125m", "zo2")},
+                                                            outcomes={("opt-350m", "mezo"): "nonfinite"}))
+    assert cli_sweep(tmp_path, exp) == 1
+    assert "6 of 6 cells recorded: 4 ok, 2 failed (1 error, 1 nonfinite); this run: 4 ok, 1 error, 1 nonfinite" \
+        in capsys.readouterr().err
+
+    idle = FakeLauncher()  # --no-retry runs nothing, and still fails: the failures are what the series holds
+    monkeypatch.setattr(runner, "launch_cell", idle)
+    assert cli_sweep(tmp_path, exp, "--no-retry") == 1 and idle.calls == []
+    assert "6 of 6 cells recorded: 4 ok, 2 failed (1 error, 1 nonfinite); this run: nothing run" in \
+        capsys.readouterr().err
+
+    again = FakeLauncher()
+    monkeypatch.setattr(runner, "launch_cell", again)
+    assert cli_sweep(tmp_path, exp) == 0
+    assert sorted(k.split(":")[2:4] for k in again.calls) == [["opt-125m", "zo2"], ["opt-350m", "mezo"]]
+    err = capsys.readouterr().err
+    assert "2 of them failed before" in err and "opt-125m zo2 fp16 b1 s64: ok (was error)" in err
+    assert "6 of 6 cells recorded: 6 ok; this run: 2 ok (2 retried)" in err
+
+    monkeypatch.setattr(runner, "launch_cell", FakeLauncher(interrupt_at=0))
+    assert cli_sweep(tmp_path, exp) == 0  # nothing left to retry: nothing runs
+    assert [r["status"] for r in results.latest_rows(rows_of(tmp_path))] == ["ok"] * 6
+
+
+def test_a_timed_out_cell_is_retried(tmp_path, monkeypatch):
+    """A timeout is recorded as `error` with why; on resume it runs again like any failure."""
+    exp = experiment(tmp_path)
+
+    def timing_out(payload, timeout_s, on_event, zygote=None, pass_fds=()):
+        return {"returncode": -9, "timed_out": True, "done": None, "stderr_tail": "", "zygote_failed": None}
+
+    monkeypatch.setattr(runner, "launch_cell", timing_out)
+    summary = run_sweep(tmp_path, exp, only_models=["opt-125m"])
+    assert summary["failed"] == 2 and summary["held"] == {"error": 2}
+    assert all("timed out after 3600 s" in r["reason"] for r in rows_of(tmp_path))
+    fake = FakeLauncher()
+    monkeypatch.setattr(runner, "launch_cell", fake)
+    summary = run_sweep(tmp_path, exp, only_models=["opt-125m"])
+    assert len(fake.calls) == 2 and summary["retried"] == 2 and summary["failed"] == 0
+
+
+def test_a_skip_stands_only_while_its_out_of_memory_does(tmp_path, monkeypatch):
+    exp = experiment(tmp_path, device="cuda")
+    monkeypatch.setattr(runner, "launch_cell", FakeLauncher(outcomes={("opt-350m", "mezo"): "oom"}))
+    assert run_sweep(tmp_path, exp, machine=GPU_BOX)["held"] == {"ok": 4, "oom": 1, "skipped": 1}
+    fake = FakeLauncher()
+    monkeypatch.setattr(runner, "launch_cell", fake)  # the oom stands: so does the skip
+    assert run_sweep(tmp_path, exp, machine=GPU_BOX)["counts"] == {"recorded": 6} and fake.calls == []
+    # opt-350m mezo fits after all (say, a fix); the skip of opt-1.3b mezo followed from it, so it runs now
+    run_sweep(tmp_path, exp, machine=GPU_BOX, only_models=["opt-350m"], force=True)
+    fake = FakeLauncher()
+    monkeypatch.setattr(runner, "launch_cell", fake)
+    summary = run_sweep(tmp_path, exp, machine=GPU_BOX)
+    assert [k.split(":")[2:4] for k in fake.calls] == [["opt-1.3b", "mezo"]]
+    assert summary["held"] == {"ok": 6} and summary["retried"] == 1
+
+
+# -- the table of what was measured --------------------------------------------------------------
+
+def _row(status, views=None, median=None, tokens=None, model="opt-125m"):
+    return {"status": status, "cell": {"mode": "zo2", "model": model, "dtype": "fp16", "batch": 1, "seq": 64},
+            "repeats": 1, "memory": {"views": views}, "step_time_s": {"median": median}, "tokens_per_s": tokens}
+
+
+def test_the_closing_table_shows_each_view_and_never_a_zero_for_what_was_not_measured():
+    from zo2bench.experiments.progress import measured_table, render_table
+
+    MiB = 2**20
+    gpu = {"build": {"torch_peak_allocated_bytes": 100 * MiB, "nvml_process_peak_bytes": 600 * MiB,
+                     "nvml_device_peak_bytes": 700 * MiB, "host_rss_peak_bytes": 900 * MiB,
+                     "pinned_peak_bytes": 160 * MiB},
+           "measured": {"torch_peak_allocated_bytes": 250 * MiB, "nvml_process_peak_bytes": 1040 * MiB,
+                        "nvml_device_peak_bytes": 1530 * MiB, "host_rss_peak_bytes": 1190 * MiB,
+                        "pinned_peak_bytes": 160 * MiB, "phase": "measured"}}
+    cpu = {"measured": {"torch_peak_allocated_bytes": None, "nvml_process_peak_bytes": None,
+                        "nvml_device_peak_bytes": None, "host_rss_peak_bytes": 316 * MiB, "pinned_peak_bytes": 0}}
+    df = measured_table([_row("ok", gpu, 0.0174, 117449.6), _row("ok", cpu, 0.336, 95.2, "opt-tiny"),
+                         _row("error")])
+    g, c, e = df.to_dict("records")
+    assert (g["GPU torch MiB"], g["GPU proc MiB"], g["GPU dev MiB"]) == ("250.0", "1,040.0", "1,530.0")
+    assert (g["host RSS MiB"], g["pinned MiB"]) == ("1,190.0", "160.0")
+    assert (g["step ms"], g["tokens/s"]) == ("17.4", "117,450")
+    assert (c["GPU torch MiB"], c["GPU proc MiB"], c["GPU dev MiB"]) == ("n/m", "n/m", "n/m")
+    assert (c["host RSS MiB"], c["pinned MiB"]) == ("316.0", "0.0")  # nothing pinned on a CPU: measured zero
+    assert all(e[k] == "" for k in ("GPU torch MiB", "host RSS MiB", "step ms", "tokens/s"))
+    text = render_table([_row("ok", gpu, 0.0174, 117449.6)])
+    assert text.splitlines()[0].split()[:6] == ["mode", "model", "dtype", "batch", "seq", "status"]
+
+
+def test_a_sweep_ends_with_the_table_and_where_the_rows_are(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "launch_cell", FakeLauncher(outcomes={("opt-1.3b", "zo2"): "oom"}))
+    stream = io.StringIO()
+    summary = runner.sweep(experiment(tmp_path), results_dir=tmp_path / "results", machine=CPU_BOX, stream=stream)
+    text = stream.getvalue()
+    table = text[text.index("what each cell measured"):]
+    assert "step ms" in table and "tokens/s" in table and table.count(" opt-") == 6
+    ok_line = next(line for line in table.splitlines() if "opt-125m" in line and " ok" in line).split()
+    assert ok_line[-2:] == ["500.0", "128"]  # the fake's 0.5 s median and 128 tokens/s
+    assert next(line for line in table.splitlines() if " oom" in line).split()[-1] == "oom"  # no figures
+    last = text.strip().splitlines()[-1]
+    assert last.startswith("zo2bench sweep: toy/default: 6 of 6 cells recorded: 5 ok, 1 oom; this run:")
+    assert f"rows in {tmp_path / 'results' / 'toy' / 'test-box'}/ (this run: {Path(summary['file']).name})" in last
+
+
 # -- the row store -------------------------------------------------------------------------------
+
+def test_sweep_files_in_the_order_they_were_written(tmp_path):
+    d = tmp_path / "s" / "m"
+    d.mkdir(parents=True)
+    names = ["20260101T000000Z.jsonl", "20260101T000000Z-2.jsonl", "20260101T000000Z-10.jsonl",
+             "20260101T000001Z.jsonl"]
+    for name in reversed(names):
+        (d / name).touch()
+    assert [p.name for p in results.sweep_files(tmp_path, "s", "m")] == names
+    path = d / "x.jsonl"
+    assert results.new_sweep_file(tmp_path, "s", "m").name.endswith(".jsonl") and not path.exists()
+
+
+def test_resume_sets_a_torn_last_line_aside(tmp_path, monkeypatch, capsys):
+    exp = experiment(tmp_path)
+    monkeypatch.setattr(runner, "launch_cell", FakeLauncher(interrupt_at=2))
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(tmp_path, exp)
+    (path,) = results.sweep_files(tmp_path / "results", "toy")
+    whole = path.read_bytes()
+    torn = b'{"key": "toy:default:opt-1.3b:zo2:fp16:b1:s64:r0", "sta'
+    with open(path, "ab") as f:
+        f.write(torn)  # a machine that died mid-write
+    assert len(results.read_rows(path)) == 2 and "incomplete row" in capsys.readouterr().err
+
+    assert cli_main(["results", "list", "--results-dir", str(tmp_path / "results")]) == 0
+    assert capsys.readouterr().err.count("incomplete row") == 1  # once, not once per read
+
+    monkeypatch.setattr(runner, "launch_cell", FakeLauncher())
+    stream = io.StringIO()
+    runner.sweep(exp, results_dir=tmp_path / "results", machine=CPU_BOX, stream=stream)
+    assert path.read_bytes() == whole  # whole again, the rows of before untouched
+    (side,) = path.parent.glob(f"{path.name}.torn-*")
+    assert side.read_bytes() == torn
+    assert f"set aside {len(torn)} bytes of torn row(s) (line 3) in {side.name}" in stream.getvalue()
+    rows_of(tmp_path)
+    assert "incomplete" not in capsys.readouterr().err
+    assert len(results.latest_rows(rows_of(tmp_path))) == 6
+
+
+def test_set_aside_torn_lines_in_the_middle_and_a_lost_newline(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(b'{"key": "a"}\n{"key": "b", "lo\n{"key": "c"}\n[1, 2]\n{"key": "d"}')
+    torn = results.set_aside_torn(path)
+    assert torn["lines"] == [2, 4] and torn["side_file"].read_bytes() == b'{"key": "b", "lo\n[1, 2]\n'
+    assert path.read_bytes() == b'{"key": "a"}\n{"key": "c"}\n{"key": "d"}\n'
+    assert results.set_aside_torn(path) is None and [r["key"] for r in results.read_rows(path)] == ["a", "c", "d"]
+    assert not list(tmp_path.glob(".rows.jsonl.*.tmp"))
+
+# -- more of the row store -------------------------------------------------------------------------------
 
 def test_append_row_survives_a_torn_last_line(tmp_path, capsys):
     path = tmp_path / "rows.jsonl"
@@ -252,11 +419,11 @@ def test_export_errors_are_one_line(tmp_path, capsys):
 
 def _payload(tmp_path, header) -> dict:
     return {"header": header, "results_file": str(tmp_path / "rows.jsonl"), "fingerprint": {},
-            "event_prefix": runner.EVENT_PREFIX}
+            "event_prefix": launch.EVENT_PREFIX}
 
 
 def test_launch_cell_reports_a_real_crash_with_its_stderr(tmp_path):
-    outcome = runner.launch_cell(_payload(tmp_path, {}), timeout_s=120, on_event=lambda e: None)  # no config
+    outcome = launch.launch_cell(_payload(tmp_path, {}), timeout_s=120, on_event=lambda e: None)  # no config
     assert outcome["returncode"] != 0 and outcome["done"] is None
     assert "KeyError" in outcome["stderr_tail"]
 
@@ -265,9 +432,9 @@ def test_launch_cell_reports_a_real_crash_with_its_stderr(tmp_path):
 def test_launch_cell_kills_a_cell_past_its_timeout(tmp_path, forked):
     header = {"config": RunConfig(model="opt-tiny", device="cpu", steps=10**6, seq=32).as_dict(), "cell": {"repeat": 0},
               "repeats": 1, "key": "k"}
-    zygote = runner.Zygote() if forked else None
+    zygote = launch.Zygote(tmp_path / "zygote.log") if forked else None
     try:
-        outcome = runner.launch_cell(_payload(tmp_path, header), timeout_s=0.3, on_event=lambda e: None, zygote=zygote)
+        outcome = launch.launch_cell(_payload(tmp_path, header), timeout_s=0.3, on_event=lambda e: None, zygote=zygote)
     finally:
         if zygote:
             zygote.close()

@@ -12,10 +12,12 @@ A run record (what `zo2bench run --out FILE.json` writes) looks like:
 
 A sweep (`zo2bench sweep`) appends one row per cell, as each cell ends, to a JSON-lines file of its own:
 
-    results/<series>/<machine_id>/<UTC timestamp>.jsonl    e.g. results/memory_scaling/h100-80gb-hbm3/20250101T120000Z.jsonl
+    results/<series>/<machine_id>/<UTC timestamp>.jsonl
+        e.g. results/memory_scaling/h100-80gb-hbm3/20250101T120000Z.jsonl
 
     {"schema_version": 1, "kind": "sweep_cell", "series", "profile", "key", "cell": {model, mode, dtype, batch,
      seq, repeat}, "repeats", "config": {...RunConfig...}, "n_params", "machine_id", "run_id",
+     "allow_dirty": true (only where `sweep --allow-dirty` ran uncommitted code; the fingerprint has git_dirty),
      "status": "ok" | "oom" | "skipped" | "infeasible" | "error" | "nonfinite", "reason": "..." or null,
      "started_utc", "finished_utc", "wall_s", "fingerprint": {...},
      # where the cell ran (ok, and as far as it got otherwise):
@@ -29,6 +31,7 @@ A sweep (`zo2bench sweep`) appends one row per cell, as each cell ends, to a JSO
 
     append_row(path, row)                       # one line, locked, flushed and fsynced: a crash loses no row
     read_rows(path), sweep_files("results", series="memory_scaling", machine="h100-80gb-hbm3")
+    set_aside_torn(path)                        # a resumed sweep moves torn lines to <path>.torn-<UTC>
     latest_rows(rows)                           # the last row of each cell key (after a --force re-run)
     table(rows)                                 # pandas DataFrame, nested dicts as dotted columns
 """
@@ -103,25 +106,90 @@ def append_row(path: str | os.PathLike, row: dict) -> None:
         os.close(fd)  # closing releases the lock
 
 
-def read_rows(path: str | os.PathLike) -> list[dict]:
+def read_rows(path: str | os.PathLike, warn: bool = True) -> list[dict]:
     """Every complete row of one file; a line that does not parse (torn by a crash) is skipped with a warning."""
     rows = []
     with open(path, "rb") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
+            row = _row_or_none(line)
+            if row is not None:
+                rows.append(row)
+            elif warn:
                 print(f"zo2bench: warning: {path}:{n}: skipping an incomplete row", file=sys.stderr)
     return rows
+
+
+def _row_or_none(line: bytes):
+    try:
+        row = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return row if isinstance(row, dict) else None
+
+
+def set_aside_torn(path: str | os.PathLike) -> dict | None:
+    """Move the lines of `path` that are not rows (torn by a crash) to `<path>.torn-<UTC>`, leaving it whole.
+
+    Under append_row's lock. The side file is written and fsynced first, so a crash in between loses nothing.
+    Torn bytes at the end are cut off (ftruncate); a torn line that a later append closed off is removed by
+    writing the rows to a temporary file renamed over the original. A last row that parses but lost its
+    newline gets it. Returns {"side_file", "lines", "bytes"}, or None when the file was whole.
+    """
+    path = Path(path)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        data = os.pread(fd, os.fstat(fd).st_size, 0)
+        good, bad, bad_lines, whole_prefix = [], [], [], 0  # whole_prefix: bytes before the first torn line
+        for n, line in enumerate(data.splitlines(keepends=True), 1):
+            if not line.strip() or _row_or_none(line) is not None:
+                good.append(line if line.endswith(b"\n") else line + b"\n")
+                whole_prefix += 0 if bad else len(line)
+            else:
+                bad.append(line)
+                bad_lines.append(n)
+        if not bad:
+            if data and not data.endswith(b"\n"):
+                os.pwrite(fd, b"\n", len(data))
+                os.fsync(fd)
+            return None
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        side, n = path.with_name(f"{path.name}.torn-{stamp}"), 1
+        while side.exists():
+            n += 1
+            side = path.with_name(f"{path.name}.torn-{stamp}-{n}")
+        with open(side, "xb") as f:
+            f.write(b"".join(bad))
+            f.flush()
+            os.fsync(f.fileno())
+        if sum(map(len, good)) == whole_prefix:  # every row comes before the torn bytes
+            os.ftruncate(fd, whole_prefix)
+            os.fsync(fd)
+        else:
+            tmp_fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            with os.fdopen(tmp_fd, "wb") as f:
+                f.write(b"".join(good))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        return {"side_file": side, "lines": bad_lines, "bytes": sum(map(len, bad))}
+    finally:
+        os.close(fd)
 
 
 def sweep_files(results_dir: str | os.PathLike = "results", series: str | None = None,
                 machine: str | None = None) -> list[Path]:
     """The JSON-lines files of the sweeps under results_dir/<series>/<machine>/, oldest first."""
     files = Path(results_dir).glob(f"{series or '*'}/{machine or '*'}/*.jsonl")
-    return sorted(files, key=lambda p: (p.parent.parent.name, p.parent.name, p.name))
+    return sorted(files, key=_file_order)
+
+
+def _file_order(p: Path) -> tuple:
+    """By the UTC stamp in the name, then new_sweep_file's -2, -3 suffix (as text "-2" would sort before ".")."""
+    stamp, _, n = p.stem.partition("-")
+    return p.parent.parent.name, p.parent.name, stamp, int(n) if n.isdigit() else 0, p.name
 
 
 def new_sweep_file(results_dir: str | os.PathLike, series: str, machine_id: str) -> Path:

@@ -48,8 +48,9 @@ def main(args) -> int:
 
     files, rows = _rows(args)
     if args.action == "list":
-        for f in files:
-            print(f"{f.parent.parent.name:<20} {f.parent.name:<32} {len(results.read_rows(f)):>5} rows  {f}")
+        for f in files:  # _rows has read (and warned about) each file once
+            n = len(results.read_rows(f, warn=False))
+            print(f"{f.parent.parent.name:<20} {f.parent.name:<32} {n:>5} rows  {f}")
         return 0
     if not args.all:
         rows = results.latest_rows(rows)

@@ -142,4 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from zo2bench.experiments.launch import die_with_parent
+
+    die_with_parent()  # ends with the sweep that started it: no row appended behind a dead sweep's back
     sys.exit(main())

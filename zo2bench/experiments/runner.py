@@ -4,39 +4,43 @@
     zo2bench sweep experiments/memory_scaling.toml --profile cpu --only-models opt-tiny --force
 
     summary = sweep(spec.load(path), profile=None, results_dir="results")
+    summary["failed"]                                              # cells whose latest row is a failure
 
-A fresh process per cell, so that a peak belongs to one cell and a crash or an out-of-memory ends one cell,
-not the sweep. Before launching, a cell is `infeasible` when its weights cannot fit (exact bytes against
-psutil's host total or the GPU's total), and `skipped` when a smaller model of its group (same mode, dtype,
-batch, seq) ran out of GPU memory. Rows already under results/<series>/<machine_id>/ are not run again
-unless --force: an interrupted sweep resumes where it stopped and loses nothing.
+A fresh process per cell (launch.py), so that a peak belongs to one cell and a crash or an out-of-memory
+ends one cell, not the sweep; cells fork from a zygote that has done the imports, and when the zygote
+fails to start or dies, each cell starts in a new interpreter (said once; the zygote's stderr is kept in
+<rows file>.zygote.log). Before launching, a cell is `infeasible` when its weights cannot fit (exact bytes
+against psutil's host total or the GPU's total), and `skipped` when a smaller model of its group (same
+mode, dtype, batch, seq) ran out of GPU memory.
+
+Resuming: the latest row of each cell under results/<series>/<machine_id>/ stands, unless --force, unless
+it is a failure (error, timeout, nonfinite: run again, retry_failed=False keeps them), and unless it is a
+skip whose out-of-memory no longer stands. An interrupted sweep resumes where it stopped and loses nothing;
+torn lines left by a crash are set aside (results.set_aside_torn). One sweep at a time holds a results
+folder (guard.SweepLock), and its processes end with it. It ends with a table of what each cell measured.
 """
 from __future__ import annotations
 
-import json
 import os
-import queue
-import signal
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-import zo2bench
 from zo2bench import results
 from zo2bench.config import ZO_MODES, RunConfig
 from zo2bench.errors import UserError
+from zo2bench.experiments import guard
+from zo2bench.experiments.launch import EVENT_PREFIX, Zygote, launch_cell
+from zo2bench.experiments.progress import LEGEND, Progress, render_table
 from zo2bench.experiments.spec import Cell, Experiment
 
-EVENT_PREFIX = "@zo2bench "  # a cell's progress lines on stdout; anything else it prints is not ours
 DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 GiB = 2**30
-STDERR_TAIL_LINES = 25
+FAILED = ("error", "timeout", "nonfinite")  # run again on resume; oom, infeasible and skipped are results
+SHOWN_ORDER = ("recorded", "ok", "oom", "skipped", "infeasible", "would run", "would run again", *FAILED)
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,8 @@ def detect_machine() -> Machine:
 
     cuda = torch.cuda.is_available()
     fp = fingerprint("cuda:0" if cuda else None)
-    gpus = {i: torch.cuda.get_device_properties(i).total_memory for i in range(torch.cuda.device_count())} if cuda else {}
+    gpus = {i: torch.cuda.get_device_properties(i).total_memory
+            for i in range(torch.cuda.device_count())} if cuda else {}
     return Machine(machine_id(fp), fp, psutil.virtual_memory().total, cuda, gpus)
 
 
@@ -90,199 +95,12 @@ def feasibility(cfg: RunConfig, n_params: int, machine: Machine) -> dict | None:
     return {"reason": reason, "need_bytes": need, "limit_bytes": limit, "where": where}
 
 
-# -- one cell in its own process -----------------------------------------------------------------
-
-def _cell_env() -> dict:
-    env = dict(os.environ)  # the child imports this very package, wherever it was imported from
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(zo2bench.__file__).parent.parent),
-                                                      env.get("PYTHONPATH")]))
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-class _Interpreter:
-    """A cell in a new interpreter (where fork is unavailable, or the zygote failed)."""
-
-    def __init__(self, payload: Path, stdout: Path, stderr: Path):
-        with open(stdout, "wb") as out, open(stderr, "wb") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "zo2bench.experiments.cell", "--payload", str(payload)],
-                                         stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=_cell_env())
-
-    def poll(self) -> int | None:
-        return self.proc.poll()
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-
-
-class Zygote:
-    """One process that has imported torch and transformers, forking a fresh child per cell (zygote.py):
-    a cell starts in a fraction of a second instead of the 12-13 s those imports take on the GPU machine."""
-
-    def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, "-m", "zo2bench.experiments.zygote"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_cell_env(), text=True)
-        self.replies: queue.Queue = queue.Queue()
-        threading.Thread(target=_pump, args=(self.proc.stdout, self.replies), daemon=True).start()
-
-    def start(self, payload: Path, stdout: Path, stderr: Path) -> "_Forked":
-        self.proc.stdin.write(json.dumps({"payload": str(payload), "stdout": str(stdout), "stderr": str(stderr)}) + "\n")
-        self.proc.stdin.flush()
-        line = self.replies.get(timeout=120)  # the zygote is still importing the first time
-        if line is None:
-            raise RuntimeError("the zygote process ended")
-        return _Forked(self, json.loads(line)["pid"])
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            self.proc.wait(timeout=30)
-
-
-class _Forked:
-    def __init__(self, zygote: Zygote, pid: int):
-        self.zygote, self.pid, self.returncode = zygote, pid, None
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            try:
-                line = self.zygote.replies.get_nowait()
-            except queue.Empty:
-                return None
-            self.returncode = json.loads(line)["returncode"] if line else -signal.SIGKILL
-        return self.returncode
-
-    def kill(self) -> None:
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        while self.poll() is None:
-            time.sleep(0.05)
-
-
-def launch_cell(payload: dict, timeout_s: float, on_event: Callable[[dict], None], zygote: Zygote | None = None) -> dict:
-    """Run zo2bench.experiments.cell in a fresh process (forked from `zygote` when given, else a new
-    interpreter), relaying its progress lines to on_event.
-
-    Returns {"returncode", "timed_out", "stderr_tail", "done"} where "done" is the cell's last event (with
-    its status) or None when it died before saying so.
-    """
-    with tempfile.TemporaryDirectory(prefix="zo2bench-cell-") as tmp:
-        paths = [Path(tmp) / name for name in ("payload.json", "stdout.txt", "stderr.txt")]
-        paths[0].write_text(json.dumps(payload, default=str))
-        paths[1].touch(), paths[2].touch()
-        proc = zygote.start(*paths) if zygote is not None else _Interpreter(*paths)
-        done, timed_out, seen = None, False, 0
-        deadline = time.monotonic() + timeout_s
-        try:  # files, not pipes: a chatty child can never block on them
-            while True:
-                rc = proc.poll()
-                text = paths[1].read_text(errors="replace")
-                complete = text[: text.rfind("\n") + 1]
-                for line in complete[seen:].splitlines():
-                    if line.startswith(EVENT_PREFIX):
-                        try:
-                            event = json.loads(line[len(EVENT_PREFIX):])
-                        except json.JSONDecodeError:
-                            continue
-                        done = event if event.get("event") == "done" else done
-                        on_event(event)
-                seen = len(complete)
-                if rc is not None:
-                    break
-                on_event({"event": "tick"})  # refreshes elapsed time and the estimate
-                if time.monotonic() > deadline:
-                    timed_out = True
-                    proc.kill()
-                    continue
-                time.sleep(0.2)
-        except BaseException:  # Ctrl-C reaches the child too; make sure it is gone before we go
-            proc.kill()
-            raise
-        tail = paths[2].read_text(errors="replace").rstrip().splitlines()
-    if rc in (-signal.SIGINT, 130) and done is None:
-        raise KeyboardInterrupt
-    return {"returncode": rc, "timed_out": timed_out, "done": done,
-            "stderr_tail": "\n".join(tail[-STDERR_TAIL_LINES:])}
-
-
-def _pump(stream, lines: queue.Queue) -> None:
-    """Lines of a child's stdout into a queue (None at its end), so the parent can also watch the clock."""
-    for line in stream:
-        lines.put(line)
-    lines.put(None)
-
-
-# -- progress on stderr --------------------------------------------------------------------------
-
-def _hms(seconds: float) -> str:
-    s = int(max(seconds, 0))
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-
-
-class Progress:
-    """One redrawn line on a terminal; on a log (nox, CI) a line per change, steps at most every few seconds."""
-
-    def __init__(self, total: int, to_run: int, stream=None):
-        self.stream = stream or sys.stderr
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.total, self.to_run = total, to_run
-        self.durations: list[float] = []
-        self.index, self.name, self.detail, self.cell_start, self.last_print = 0, "", "", 0.0, 0.0
-
-    def eta(self) -> str:
-        if not self.durations:
-            return "?"
-        left = sum(self.durations) / len(self.durations) * max(self.to_run - len(self.durations), 0)
-        return _hms(left - (time.monotonic() - self.cell_start if self.cell_start else 0))
-
-    def _line(self) -> str:
-        filled = int(20 * (self.index - 1) / max(self.total, 1))
-        bar = "#" * filled + "." * (20 - filled)
-        elapsed = _hms(time.monotonic() - self.cell_start) if self.cell_start else "-"
-        return f"[{bar}] {self.index}/{self.total} {self.name} | {self.detail} | {elapsed} | ETA {self.eta()}"
-
-    def _show(self, force: bool = False) -> None:
-        if self.tty:
-            self.stream.write("\r" + self._line()[:200] + "\x1b[K")
-        elif force or time.monotonic() - self.last_print >= 5.0:
-            self.stream.write(self._line() + "\n")
-            self.last_print = time.monotonic()
-        self.stream.flush()
-
-    def start(self, index: int, name: str) -> None:
-        self.index, self.name, self.detail, self.cell_start = index, name, "starting", time.monotonic()
-        self._show(force=True)
-
-    def event(self, event: dict) -> None:
-        kind = event.get("event")
-        if kind == "phase":
-            self.detail = event.get("phase", "")
-            self._show(force=True)
-            return
-        if kind == "step":
-            last = f" ({event['seconds']:.2f} s)" if isinstance(event.get("seconds"), (int, float)) else ""
-            what = "warm-up" if event.get("warmup") else "step"
-            self.detail = f"{what} {event.get('i')}/{event.get('total')}{last}"
-        self._show()
-
-    def finish(self, index: int, name: str, status: str, note: str = "", ran: bool = True) -> None:
-        if ran and self.cell_start:
-            self.durations.append(time.monotonic() - self.cell_start)
-        self.cell_start = 0.0
-        text = f"{index}/{self.total} {name}: {status}" + (f" ({note})" if note else "")
-        self.stream.write(("\r\x1b[K" if self.tty else "") + text + "\n")
-        self.stream.flush()
-
-
 # -- the sweep -----------------------------------------------------------------------------------
 
-def _header(cell: Cell, cfg: RunConfig, machine: Machine, run_id: str) -> dict:
+def _header(cell: Cell, cfg: RunConfig, machine: Machine, run_id: str, allow_dirty: bool) -> dict:
     return {"series": cell.series, "profile": cell.profile, "key": cell.key, "cell": cell.axes(),
             "repeats": cell.repeats, "config": cfg.as_dict(), "n_params": cell.n_params,
-            "machine_id": machine.machine_id, "run_id": run_id}
+            "machine_id": machine.machine_id, "run_id": run_id, **({"allow_dirty": True} if allow_dirty else {})}
 
 
 def _utc() -> str:
@@ -291,11 +109,16 @@ def _utc() -> str:
 
 def sweep(experiment: Experiment, profile: str | None = None, results_dir: str | os.PathLike = "results",
           force: bool = False, only_models: list[str] | None = None, dry_run: bool = False,
-          machine: Machine | None = None, stream=None, redo_before: str | None = None) -> dict:
-    """Run (or with dry_run, list) the cells not yet recorded; returns counts by status and the file written.
+          machine: Machine | None = None, stream=None, redo_before: str | None = None,
+          retry_failed: bool = True, dirty_code: str = "ignore") -> dict:
+    """Run (or with dry_run, list) the cells whose rows do not stand; returns what this run did and what is held.
 
     `redo_before` (UTC, 2026-11-23T10:00:00Z) runs again the cells recorded before it: a --force that
-    can be split over several invocations, each resuming where the last stopped.
+    can be split over several invocations, each resuming where the last stopped. `dirty_code`: "refuse" a
+    package with uncommitted changes (guard.uncommitted_changes), "allow" it and mark each row
+    "allow_dirty": true, or "ignore" (no check: tests, the smoke series). Returns {"counts": this run's outcomes
+    by status (and "recorded" for rows that stand), "held": the latest status of every cell by status,
+    "failed", "retried", "file": this run's rows or None, "store": the folder of every run's rows, ...}.
     """
     stream = stream or sys.stderr
     machine = machine or detect_machine()
@@ -308,54 +131,127 @@ def sweep(experiment: Experiment, profile: str | None = None, results_dir: str |
             if not machine.cuda_available or index not in machine.gpu_total_bytes:
                 raise UserError(f"{experiment.file}: profile '{profile}' runs on {device}, which this machine does "
                                 f"not have (torch.cuda.is_available() is {machine.cuda_available}); try --profile cpu")
-
+    dirty = None if dry_run or dirty_code == "ignore" else guard.uncommitted_changes()
+    if dirty and dirty_code == "refuse":
+        raise UserError(f"{experiment.file}: {dirty}; its rows would not name the code that made them: commit "
+                        f"first, or pass --allow-dirty (the rows then say allow_dirty)")
+    allow_dirty = bool(dirty)
     store = Path(results_dir) / experiment.name / machine.machine_id
-    recorded = {} if force else {r.get("key"): r for r in results.latest_rows(
-        [row for f in results.sweep_files(results_dir, experiment.name, machine.machine_id)
-         for row in results.read_rows(f)]) if redo_before is None or (r.get("finished_utc") or "") >= redo_before}
-    oom_at: dict = {}  # group -> (n_params, model) of the smallest model that ran out of memory
-    for row in recorded.values():
-        if row.get("status") == "oom" and row.get("profile") == profile:
-            _note_oom(oom_at, _group_of_row(row), row.get("n_params") or 0, row["cell"]["model"])
+    lock = None if dry_run else guard.SweepLock(store).acquire()  # UserError naming the sweep that holds it
+    try:
+        return _sweep(experiment, profile, cells, results_dir, store, machine, stream, lock, force, dry_run,
+                      redo_before, retry_failed, allow_dirty)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _sweep(experiment, profile, cells, results_dir, store, machine, stream, lock, force, dry_run, redo_before,
+           retry_failed, allow_dirty) -> dict:
+    if not dry_run:  # under the lock: no one appends to these files now
+        for f in results.sweep_files(results_dir, experiment.name, machine.machine_id):
+            torn = results.set_aside_torn(f)
+            if torn:
+                print(f"zo2bench sweep: {f}: set aside {torn['bytes']} bytes of torn row(s) (line "
+                      f"{', '.join(map(str, torn['lines']))}) in {torn['side_file'].name}; the file is whole again",
+                      file=stream)
+    latest = _latest(results_dir, experiment.name, machine.machine_id)
+    stands, retry, oom_at = _plan(latest, profile, force, redo_before, retry_failed)
 
     out_file = results.new_sweep_file(results_dir, experiment.name, machine.machine_id)
-    counts: dict = {}
-    to_run = sum(c.key not in recorded for c in cells)
+    to_run = sum(c.key not in stands for c in cells)
     progress = Progress(len(cells), to_run, stream)
     print(f"zo2bench sweep: {experiment.name} profile '{profile}' on {machine.machine_id}: {len(cells)} cells, "
-          f"{len(cells) - to_run} recorded earlier, {to_run} to go -> {store}", file=stream)
+          f"{len(cells) - to_run} recorded earlier, {to_run} to go"
+          + (f" ({sum(c.key in retry for c in cells)} of them failed before)" if any(c.key in retry for c in cells)
+             else "") + f" -> {store}", file=stream)
 
     # ZO2BENCH_ZYGOTE=0: each cell in a new interpreter (slower to start; for comparing the two launch paths)
     use_zygote = hasattr(os, "fork") and os.environ.get("ZO2BENCH_ZYGOTE", "1") != "0"
-    zygote = Zygote() if use_zygote and to_run and not dry_run else None
+    launcher = None if dry_run else _Launcher(use_zygote, Path(f"{out_file}.zygote.log"),
+                                              (lock.fd,) if lock else (), progress)
+    counts: dict = {}
     try:
-        _cells(cells, recorded, oom_at, machine, out_file, progress, counts, dry_run, zygote)
+        retried = _cells(cells, stands, retry, oom_at, machine, out_file, progress, counts, dry_run, launcher,
+                         allow_dirty)
     except KeyboardInterrupt:  # every finished cell is already on disk; say so, and how to go on
         kept = len(results.read_rows(out_file)) if out_file.exists() else 0
-        print(("\n" if progress.tty else "") + f"zo2bench sweep: interrupted; {kept} rows of this run kept"
-              + (f" in {out_file}" if kept else "") + "; the same command resumes where it stopped", file=stream)
+        progress.note(f"zo2bench sweep: interrupted; {kept} rows of this run kept" + (f" in {out_file}" if kept else "")
+                      + "; the same command resumes where it stopped")
         raise
     finally:
-        if zygote is not None:
-            zygote.close()
+        if launcher is not None:
+            launcher.close()
     written = str(out_file) if out_file.exists() else None
-    shown = ", ".join(f"{n} {s}" for s, n in counts.items()) or "nothing to do"
-    print(f"zo2bench sweep: {experiment.name}/{profile}: {shown}" + (f"; rows in {written}" if written else ""),
-          file=stream)
+    latest = _latest(results_dir, experiment.name, machine.machine_id) if written else latest
+    held = [latest[c.key] for c in cells if c.key in latest]
+    held_counts = _ordered(Counter(r.get("status") for r in held))
+    failed = {s: n for s, n in held_counts.items() if s in FAILED}
+    if not dry_run and held:
+        print(f"zo2bench sweep: what each cell measured (its latest row)\n{render_table(held)}\n({LEGEND})",
+              file=stream)
+    print(_summary_line(f"{experiment.name}/{profile}", len(cells), held_counts, counts, retried, store,
+                        written and out_file.name), file=stream)
     return {"series": experiment.name, "profile": profile, "machine_id": machine.machine_id, "cells": len(cells),
-            "counts": counts, "file": written}
+            "counts": counts, "held": dict(held_counts), "failed": sum(failed.values()), "retried": retried,
+            "file": written, "store": str(store)}
 
 
-def _cells(cells, recorded, oom_at, machine, out_file, progress, counts, dry_run, zygote=None) -> None:
-    """The loop over cells: each recorded earlier, skipped, infeasible, listed (dry run) or run."""
+def _summary_line(what: str, n_cells: int, held: dict, counts: dict, retried: int, store: Path,
+                  this_file: str | None) -> str:
+    """What the series holds now (failures apart), what this run did, and where the rows are."""
+    failed = {s: n for s, n in held.items() if s in FAILED}
+    shown = [f"{n} {s}" for s, n in held.items() if s not in FAILED]
+    if failed:
+        shown.append(f"{sum(failed.values())} failed (" + ", ".join(f"{n} {s}" for s, n in failed.items()) + ")")
+    ran = ", ".join(f"{n} {s}" for s, n in _ordered(counts).items() if s != "recorded") or "nothing run"
+    where = f"; rows in {store}/" + (f" (this run: {this_file})" if this_file else "") if held else ""
+    return (f"zo2bench sweep: {what}: {sum(held.values())} of {n_cells} cells recorded"
+            + (f": {', '.join(shown)}" if shown else "") + f"; this run: {ran}"
+            + (f" ({retried} retried)" if retried else "") + where)
+
+
+def _ordered(counts: dict) -> dict:
+    rank = {s: i for i, s in enumerate(SHOWN_ORDER)}
+    return dict(sorted(counts.items(), key=lambda kv: rank.get(kv[0], len(rank))))
+
+
+def _latest(results_dir, series: str, machine_id: str) -> dict:
+    """key -> the latest row of that cell recorded on this machine."""
+    rows = [row for f in results.sweep_files(results_dir, series, machine_id) for row in results.read_rows(f)]
+    return {r.get("key"): r for r in results.latest_rows(rows)}
+
+
+def _plan(latest: dict, profile: str, force: bool, redo_before: str | None, retry_failed: bool):
+    """The rows that stand (their cells are not run), the failures to retry, and the out-of-memory groups."""
+    stands = {} if force else {k: r for k, r in latest.items()
+                               if redo_before is None or (r.get("finished_utc") or "") >= redo_before}
+    retry = {k: r for k, r in stands.items() if retry_failed and r.get("status") in FAILED}
+    oom_at: dict = {}  # group -> (n_params, model) of the smallest model that ran out of memory
+    for row in stands.values():
+        if row.get("status") == "oom" and row.get("profile") == profile:
+            _note_oom(oom_at, _group_of_row(row), row.get("n_params") or 0, row["cell"]["model"])
+    for k, row in stands.items():  # a skip stands while the out-of-memory it follows does
+        smaller = oom_at.get(_group_of_row(row))
+        if row.get("status") == "skipped" and not (smaller and (row.get("n_params") or 0) >= smaller[0]):
+            retry[k] = row
+    return {k: r for k, r in stands.items() if k not in retry}, retry, oom_at
+
+
+def _cells(cells, stands, retry, oom_at, machine, out_file, progress, counts, dry_run, launcher,
+           allow_dirty) -> int:
+    """The loop over cells: each recorded earlier, skipped, infeasible, listed (dry run) or run. Returns retries."""
+    retried = 0
     for i, cell in enumerate(cells, 1):
         run_id = uuid.uuid4().hex
         cfg = cell.config.replace(device=resolve_device(cell.config.device, machine))
-        header = _header(cell, cfg, machine, run_id)
-        if cell.key in recorded:
+        header = _header(cell, cfg, machine, run_id, allow_dirty)
+        if cell.key in stands:
             counts["recorded"] = counts.get("recorded", 0) + 1
-            progress.finish(i, cell.name, f"recorded earlier ({recorded[cell.key].get('status')})", ran=False)
+            progress.finish(i, cell.name, f"recorded earlier ({stands[cell.key].get('status')})", ran=False)
             continue
+        before = retry.get(cell.key, {}).get("status")
+        again = f"was {before}" if before else ""
         smaller = oom_at.get(cell.group)
         infeasible = feasibility(cfg, cell.n_params, machine)
         if smaller and cell.n_params >= smaller[0]:
@@ -364,10 +260,11 @@ def _cells(cells, recorded, oom_at, machine, out_file, progress, counts, dry_run
         elif infeasible:
             status, reason, fields = "infeasible", infeasible["reason"], {"feasibility": infeasible}
         elif dry_run:
-            status, reason = "would run", None
+            status, reason = ("would run again" if before else "would run"), again or None
         else:
-            status, reason = _run_cell(i, cell, header, machine, out_file, progress, zygote)
+            status, reason = _run_cell(i, cell, header, machine, out_file, progress, launcher, again)
             fields = None  # the cell wrote its own row (or _run_cell wrote the error row)
+        retried += bool(before) and not dry_run
         if dry_run:
             progress.finish(i, cell.name, status, reason or "", ran=False)
             counts[status] = counts.get(status, 0) + 1
@@ -380,6 +277,7 @@ def _cells(cells, recorded, oom_at, machine, out_file, progress, counts, dry_run
         if status == "oom":
             _note_oom(oom_at, cell.group, cell.n_params, cell.config.model)
         counts[status] = counts.get(status, 0) + 1
+    return retried
 
 
 def _note_oom(oom_at: dict, group: tuple, n_params: int, model: str) -> None:
@@ -392,21 +290,51 @@ def _group_of_row(row: dict) -> tuple:
     return (row.get("profile"), c.get("mode"), c.get("dtype"), c.get("batch"), c.get("seq"))
 
 
+class _Launcher:
+    """Cells forked from the zygote while it works; after it fails, each in a new interpreter (said once)."""
+
+    def __init__(self, use_zygote: bool, log_path: Path, pass_fds: tuple, progress: Progress):
+        self.zygote = Zygote(log_path, pass_fds) if use_zygote else None
+        self.pass_fds, self.progress = pass_fds, progress
+
+    def launch(self, payload: dict, timeout_s: float, on_event) -> dict:
+        outcome = launch_cell(payload, timeout_s, on_event, zygote=self.zygote, pass_fds=self.pass_fds)
+        if outcome.get("zygote_failed") and self.zygote is not None:
+            self.zygote.close()
+            self.zygote = None
+            self.progress.note(f"zo2bench sweep: warning: {outcome['zygote_failed']}; from now on each cell "
+                               f"starts in a new interpreter (slower to start, the same measurement)")
+        return outcome
+
+    def close(self) -> None:
+        if self.zygote is not None:
+            self.zygote.close()
+
+
+def _own_row(out_file: Path, run_id: str) -> dict | None:
+    """The outcome in the row a cell wrote, for a cell that died (or lost its zygote) just after writing it."""
+    mine = [r for r in results.read_rows(out_file) if r.get("run_id") == run_id] if out_file.exists() else []
+    return {"status": mine[-1]["status"], "reason": mine[-1].get("reason")} if mine else None
+
+
 def _run_cell(i: int, cell: Cell, header: dict, machine: Machine, out_file: Path, progress: Progress,
-              zygote: Zygote | None = None):
+              launcher: _Launcher, again: str = ""):
     """Launch one cell; when it died without writing its row, write an `error` row with its stderr's tail."""
     payload = {"header": header, "results_file": str(out_file), "fingerprint": machine.fingerprint,
                "event_prefix": EVENT_PREFIX}
-    progress.start(i, cell.name)
+    progress.start(i, cell.name + (f" ({again})" if again else ""))
     started, t0 = _utc(), time.monotonic()
-    outcome = launch_cell(payload, cell.timeout_s, progress.event, zygote=zygote)
-    done = outcome["done"]
-    if done is None and out_file.exists():  # it may have written its row and died just after
-        mine = [r for r in results.read_rows(out_file) if r.get("run_id") == header["run_id"]]
-        done = {"status": mine[-1]["status"], "reason": mine[-1].get("reason")} if mine else None
+    outcome = launcher.launch(payload, cell.timeout_s, progress.event)
+    done = outcome["done"] or _own_row(out_file, header["run_id"])
+    if done is None and outcome.get("zygote_failed"):  # the zygote failed, not the cell: once more on its own
+        progress.event({"event": "phase", "phase": "starting again in a new interpreter"})
+        started, t0 = _utc(), time.monotonic()
+        outcome = launcher.launch(payload, cell.timeout_s, progress.event)
+        done = outcome["done"] or _own_row(out_file, header["run_id"])
+    note = f"; {again}" if again else ""
     if done is not None:
         first_line = ((done.get("reason") or "").splitlines() or [""])[0][:160]
-        progress.finish(i, cell.name, done["status"], first_line)
+        progress.finish(i, cell.name, done["status"], first_line + (note if first_line else again))
         return done["status"], done.get("reason")
     rc = outcome["returncode"]
     why = (f"timed out after {cell.timeout_s:g} s (cell_timeout_s)" if outcome["timed_out"] else
@@ -416,5 +344,5 @@ def _run_cell(i: int, cell: Cell, header: dict, machine: Machine, out_file: Path
     results.append_row(out_file, results.sweep_row(header, "error", reason, started_utc=started,
                                                    finished_utc=_utc(), wall_s=round(time.monotonic() - t0, 3),
                                                    fingerprint=machine.fingerprint))
-    progress.finish(i, cell.name, "error", why)
+    progress.finish(i, cell.name, "error", why + note)
     return "error", reason

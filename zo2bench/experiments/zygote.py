@@ -6,7 +6,10 @@ Importing torch and transformers takes 12-13 s on the GPU machine (sympy through
 torch._dynamo, scikit-learn through transformers' generation code), more than most cells run. A child
 forked from this process starts with all of that imported and nothing else: no CUDA context (the parent
 never touches the GPU), no weights, no allocator state, so its peaks are its own and a crash ends only it.
+The zygote ends with the sweep that started it, and each child with the zygote (launch.die_with), so that
+no cell outlives its sweep; Ctrl-C reaches the child, which ends, and the zygote reports it.
 
+Ready, one JSON line:   {"ready": true, "pid": N} once the imports are done; then, for each request:
 Request, one JSON line: {"payload": PATH, "stdout": PATH, "stderr": PATH}
 Replies, JSON lines:    {"pid": N} once forked, then {"pid": N, "returncode": R} when the child has ended.
 """
@@ -14,8 +17,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import traceback
+
+from zo2bench.experiments.launch import die_with, die_with_parent
 
 
 def preload() -> None:
@@ -52,14 +58,21 @@ def _child(req: dict) -> int:
 
 
 def main() -> int:
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the child; the zygote stays to report its end
     preload()
     reply = sys.stdout
+    reply.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
+    reply.flush()
+    me = os.getpid()
     for line in sys.stdin:
         req = json.loads(line)
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
+                die_with(me)
+                signal.signal(signal.SIGINT, signal.default_int_handler)
                 code = _child(req)
             finally:
                 sys.stdout.flush()
