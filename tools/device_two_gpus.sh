@@ -14,9 +14,15 @@ $Z bench-step --device cuda:1 --model opt-125m --mode zo2 --dtype fp16 --seq 512
 $Z calibrate --device cuda:1 --size-gib 0.25 --repeats 2 --out "$OUT/calibration-cuda1.json" > "$OUT/calibrate.log" 2>&1
 echo "calibrate exit $?"
 mkdir -p /tmp/exp && sed -e 's/^device = "cuda"/device = "cuda:1"/' experiments/smoke.toml > /tmp/exp/smoke_cuda1.toml
-$Z sweep /tmp/exp/smoke_cuda1.toml --profile gpu --results-dir /tmp/res --allow-dirty > "$OUT/sweep.log" 2>&1 \
-  || $Z sweep /tmp/exp/smoke_cuda1.toml --profile gpu --results-dir /tmp/res > "$OUT/sweep.log" 2>&1
-echo "sweep exit $?"; cat /tmp/res/*/*/*.jsonl > "$OUT/sweep-cuda1.jsonl" 2>/dev/null
+$Z sweep /tmp/exp/smoke_cuda1.toml --profile gpu --results-dir /tmp/res > "$OUT/sweep.log" 2>&1
+echo "sweep exit $?"; tail -8 "$OUT/sweep.log"; cat /tmp/res/*/*/*.jsonl > "$OUT/sweep-cuda1.jsonl" 2>/dev/null
+# kill -9 of a sweep mid-cell: nothing of it may stay on the GPU or write a row afterwards
+$Z sweep experiments/smoke.toml --profile gpu --results-dir /tmp/kill > /dev/null 2>&1 &
+sleep 25; kill -9 $!; sleep 5
+rows_then=$(cat /tmp/kill/*/*/*.jsonl 2>/dev/null | wc -l)
+echo "after kill -9: GPU processes: [$(nvidia-smi --query-compute-apps=pid --format=csv,noheader | tr '\n' ' ')]" \
+     "zygote/cell processes: [$(pgrep -f 'zo2bench.experiments' | tr '\n' ' ')] rows $rows_then"
+sleep 20; echo "20 s later: rows $(cat /tmp/kill/*/*/*.jsonl 2>/dev/null | wc -l)"
 python3 - "$OUT" <<'PY'
 import glob, json, sys
 out = sys.argv[1]
