@@ -7,6 +7,7 @@
 
 CUDA devices come back with an explicit index, so that every later call (allocator counters, streams,
 NVML matching) talks about the same GPU; "cuda" means cuda:0. Resolving does not initialise CUDA.
+device_string() holds the rules for a given GPU count, for callers that describe a machine without torch.
 """
 from __future__ import annotations
 
@@ -17,24 +18,26 @@ from zo2bench.errors import UserError
 def resolve_device(name: str):
     import torch
 
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return torch.device(device_string(name, count, torch.__version__))
+
+
+def device_string(name: str, cuda_count: int, torch_version: str = "") -> str:
+    """The rules themselves, on a known GPU count (a sweep asks its machine description, not torch)."""
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise UserError(f"unsupported device '{name}'; use auto, cpu, cuda or cuda:N")
-    if dev.type == "cpu":
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise UserError(f"--device {name} asked for, but this machine has no CUDA GPU (torch {torch.__version__}); "
-                        f"use --device cpu")
-    count = torch.cuda.device_count()
-    index = dev.index or 0  # not torch.cuda.current_device(): that would initialise CUDA in a sweep's parent
-    if index >= count:
-        raise UserError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
-    return torch.device("cuda", index)
+        return "cuda:0" if cuda_count else "cpu"
+    kind, _, index = name.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
+        raise UserError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N")
+    if kind == "cpu":
+        return "cpu"
+    if not cuda_count:
+        built = f" (torch {torch_version})" if torch_version else ""
+        raise UserError(f"--device {name} asked for, but this machine has no CUDA GPU{built}; use --device cpu")
+    i = int(index or 0)
+    if i >= cuda_count:
+        raise UserError(f"--device {name}: this machine has {cuda_count} CUDA device(s), cuda:0 to cuda:{cuda_count - 1}")
+    return f"cuda:{i}"
 
 
 def device_name(dev) -> str:
@@ -60,4 +63,4 @@ def resolve_dtype(name: str, dev) -> str:
     return name
 
 
-__all__ = ["DTYPES", "resolve_device", "device_name", "torch_dtype", "default_dtype", "resolve_dtype"]
+__all__ = ["DTYPES", "resolve_device", "device_string", "device_name", "torch_dtype", "default_dtype", "resolve_dtype"]

@@ -30,14 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zo2bench import results
-from zo2bench.config import ZO_MODES, RunConfig
+from zo2bench.config import DTYPE_BYTES, ZO_MODES, RunConfig
 from zo2bench.errors import UserError
 from zo2bench.experiments import guard
 from zo2bench.experiments.launch import EVENT_PREFIX, Zygote, launch_cell
 from zo2bench.experiments.progress import LEGEND, Progress, render_table
 from zo2bench.experiments.spec import Cell, Experiment
 
-DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 GiB = 2**30
 FAILED = ("error", "timeout", "nonfinite")  # run again on resume; oom, infeasible and skipped are results
 SHOWN_ORDER = ("recorded", "ok", "oom", "skipped", "infeasible", "would run", "would run again", *FAILED)
@@ -68,9 +67,10 @@ def detect_machine() -> Machine:
 
 
 def resolve_device(device: str, machine: Machine) -> str:
-    if device == "auto":
-        return "cuda:0" if machine.cuda_available else "cpu"
-    return "cuda:0" if device == "cuda" else device
+    """The project's device rules (zo2bench.devices) on this machine: "cpu" or "cuda:N", as a row records it."""
+    from zo2bench.devices import device_string
+
+    return device_string(device, len(machine.gpu_total_bytes) or int(machine.cuda_available))
 
 
 def feasibility(cfg: RunConfig, n_params: int, machine: Machine) -> dict | None:
@@ -125,12 +125,11 @@ def sweep(experiment: Experiment, profile: str | None = None, results_dir: str |
     profile = experiment.choose_profile(profile, machine.cuda_available)
     cells = experiment.cells(profile, only_models)
     for cell in cells:  # refuse a GPU profile on a machine without one before anything runs
-        device = resolve_device(cell.config.device, machine)
-        if device.startswith("cuda"):
-            index = int(device.split(":")[1])
-            if not machine.cuda_available or index not in machine.gpu_total_bytes:
-                raise UserError(f"{experiment.file}: profile '{profile}' runs on {device}, which this machine does "
-                                f"not have (torch.cuda.is_available() is {machine.cuda_available}); try --profile cpu")
+        try:
+            resolve_device(cell.config.device, machine)
+        except UserError as e:
+            raise UserError(f"{experiment.file}: profile '{profile}' runs on {cell.config.device}, which this machine "
+                            f"does not have ({e}); try --profile cpu") from None
     dirty = None if dry_run or dirty_code == "ignore" else guard.uncommitted_changes()
     if dirty and dirty_code == "refuse":
         raise UserError(f"{experiment.file}: {dirty}; its rows would not name the code that made them: commit "
