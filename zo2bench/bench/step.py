@@ -35,7 +35,8 @@ def bench_step(cfg: RunConfig, calibration_path: str | None = None, results_dir:
 
     record = run(cfg, on_step=progress, timing=True)
     print(file=sys.stderr)
-    cal, cal_source = get_calibration(calibration_path, results_dir, record["fingerprint"], record["config"]["device"])
+    cfg = RunConfig.from_dict(record["config"])  # as it ran: "auto" device and dtype resolved
+    cal, cal_source = get_calibration(calibration_path, results_dir, record["fingerprint"], cfg.device)
     measured = [s for s in record["steps"] if not s["warmup"]]
     step_s = summarize([s["seconds"] for s in measured])
     lanes = {}
