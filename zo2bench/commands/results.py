@@ -40,7 +40,7 @@ def register(sub) -> None:
             q.add_argument("--out", metavar="FILE", help="output file (default: stdout)")
             q.add_argument("--columns", metavar="A,B,...",
                            help="these columns, in this order: any of the default ones or a dotted field that "
-                                f"--all shows (default: {','.join(COLUMNS)})")
+                                f"--all shows (default: {', '.join(COLUMNS)})")
             q.add_argument("--all", action="store_true", dest="all_columns",
                            help="every field: the readable columns, then every dotted field of the rows")
             q.add_argument("--all-rows", action="store_true",
