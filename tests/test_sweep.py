@@ -395,8 +395,8 @@ def test_export_csv_one_row_per_cell(tmp_path, monkeypatch):
                      "--out", str(out)]) == 0
     df = pd.read_csv(out)
     assert len(df) == 6 and df["key"].is_unique
-    assert {"status", "cell.model", "step_time_s.median", "config.seq", "tokens_per_s"} <= set(df.columns)
-    assert cli_main(["results", "export", "--results-dir", str(tmp_path / "results"), "--all",
+    assert {"status", "model", "step_time_median_ms", "seq", "tokens_per_s"} <= set(df.columns)
+    assert cli_main(["results", "export", "--results-dir", str(tmp_path / "results"), "--all-rows",
                      "--out", str(out)]) == 0
     assert len(pd.read_csv(out)) == 12
 

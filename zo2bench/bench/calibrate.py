@@ -1,11 +1,14 @@
-"""Measure this machine's floors in one run (under a minute): link bandwidths, memory bandwidth, matmul rates.
+"""Measure this machine's floors in one run: link bandwidths, memory bandwidth, matmul rates. About 40 s on an
+H100 (GPU_SIZES), a few seconds on a CPU (CPU_SIZES).
 
-    zo2bench calibrate --out results/calibration.json     # writes the record below
-    zo2bench calibrate --size-gib 0.25 --repeats 3         # prints a table instead
+    zo2bench calibrate                                     # stored as results/calibration/<machine_id>/...
+    zo2bench calibrate --out cal.json --size-gib 0.25      # the record below, to a file of your choice
 
-    from zo2bench.bench.calibrate import calibrate, find_calibration, load_calibration
-    record = calibrate(device="auto", size_gib=1.0, repeats=5)
-    stored = find_calibration("results", record["fingerprint"])   # a record of this machine, or None
+    from zo2bench.bench.calibrate import calibrate, find_calibration, store_calibration, stored_or_measured
+    record = calibrate(device="auto")           # sizes that fit the device: GPU_SIZES on CUDA, CPU_SIZES on a CPU
+    store_calibration(record, "results")        # results/calibration/<machine_id>/calibration-<UTC>.json
+    stored = find_calibration("results", record["fingerprint"], device="cuda:0")  # newest of this machine, or None
+    record, how = stored_or_measured("results", fingerprint, "cpu")  # measured once per machine, then found
 
 The record:
 
@@ -27,6 +30,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from zo2bench.errors import UserError
@@ -37,9 +41,21 @@ from zo2bench.stats import summarize
 GB = 1e9
 GIB = 2**30
 TFLOP = 1e12
-GPU_MATMUL_N = 8192   # large enough to reach the datasheet-class rate on an H100
-CPU_MATMUL_N = 2048   # about 0.1 s per fp32 matmul on 2 cores
 MIN_SAMPLE_S = 0.02   # matmuls are repeated inside one timed sample until it lasts this long
+
+
+@dataclass(frozen=True)
+class Sizes:
+    size_gib: float  # bytes per copy, in GiB (2**30)
+    repeats: int     # timed repeats per figure, after one warm-up that is not recorded
+    matmul_n: int    # n of the n x n x n matmuls
+
+
+# About 40 s on an H100: 8192^3 matmuls reach the datasheet-class rate, 1 GiB copies the link's plateau.
+GPU_SIZES = Sizes(size_gib=1.0, repeats=5, matmul_n=8192)
+# A few seconds on 2 cores: 256 MiB copies are past any last-level cache; a 1024^3 fp32 matmul takes about
+# 20 ms there, and where bf16 has no hardware path (emulated, ~100x slower) it still stays within seconds.
+CPU_SIZES = Sizes(size_gib=0.25, repeats=3, matmul_n=1024)
 
 GPU_FIGURES = (
     "h2d_pinned_gb_per_s", "d2h_pinned_gb_per_s", "h2d_pageable_gb_per_s", "d2h_pageable_gb_per_s",
@@ -183,8 +199,23 @@ def _measure_cuda(device: str, nbytes: int, repeats: int, matmul_n: int, figures
         raise UserError(f"--size-gib {nbytes / GIB:g} needs two device buffers of that size and "
                         f"{free_bytes / GIB:.1f} GiB is free on {device}; give a smaller --size-gib")
     torch.cuda.set_device(device)
-
     record = functools.partial(_record, figures)
+    _measure_cuda_copies(device, nbytes, repeats, record, settings)
+    torch.cuda.empty_cache()  # the copy buffers are gone with the function that held them
+
+    _log(f"matmuls {matmul_n}^3 on random data in bf16, fp16 and fp32")
+    previous_tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 here; tf32 would be a different figure
+    try:
+        for name, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16), ("fp32", torch.float32)):
+            record(f"matmul_{name}_tflop_per_s", _matmul_samples(dtype, matmul_n, repeats, device, _time_cuda))
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous_tf32
+    settings["tf32"] = False
+
+
+def _measure_cuda_copies(device: str, nbytes: int, repeats: int, record, settings: dict) -> None:
+    import torch
 
     # Two exactly-sized host buffers, pageable first, then page-locked in place for the pinned figures.
     host_a = torch.empty(nbytes, dtype=torch.uint8).fill_(0xA5)
@@ -211,51 +242,42 @@ def _measure_cuda(device: str, nbytes: int, repeats: int, matmul_n: int, figures
     finally:
         for p in pins:
             p.close()
-    del host_a, host_b
-
     record("device_mem_rw_gb_per_s", [2 * gb / s for s in _time_cuda(lambda: dev_b.copy_(dev_a), repeats)])
-    del dev_a, dev_b
-    torch.cuda.empty_cache()
-
-    _log(f"matmuls {matmul_n}^3 on random data")
-    previous_tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 here; tf32 would be a different figure
-    try:
-        for name, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16), ("fp32", torch.float32)):
-            record(f"matmul_{name}_tflop_per_s", _matmul_samples(dtype, matmul_n, repeats, device, _time_cuda))
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = previous_tf32
-    settings["tf32"] = False
 
 
-def calibrate(device: str = "auto", size_gib: float = 1.0, repeats: int = 5, matmul_n: int | None = None) -> dict:
-    """Measure every figure this machine allows; returns the calibration record (see the module docstring)."""
+def calibrate(device: str = "auto", size_gib: float | None = None, repeats: int | None = None,
+              matmul_n: int | None = None) -> dict:
+    """Measure every figure this machine allows; returns the calibration record (see the module docstring).
+    A size left None takes the device's default (GPU_SIZES on CUDA, CPU_SIZES on the CPU)."""
     import torch
 
+    device = resolve_device(device)
+    on_cuda = device.startswith("cuda")
+    base = GPU_SIZES if on_cuda else CPU_SIZES
+    size_gib = base.size_gib if size_gib is None else size_gib
+    repeats = base.repeats if repeats is None else repeats
+    matmul_n = base.matmul_n if matmul_n is None else matmul_n
     if not size_gib > 0:
         raise UserError(f"--size-gib must be positive, got {size_gib}")
     if repeats < 1:
         raise UserError(f"--repeats must be at least 1, got {repeats}")
-    if matmul_n is not None and matmul_n < 1:
+    if matmul_n < 1:
         raise UserError(f"--matmul-n must be positive, got {matmul_n}")
-    device = resolve_device(device)
-    on_cuda = device.startswith("cuda")
     nbytes = int(size_gib * GIB)
     t0 = time.perf_counter()
 
     figures: dict = {key: None for key in FIGURES}
     settings = {"device": device, "size_bytes": nbytes, "size_gib": size_gib, "repeats": repeats, "warmup": 1,
-                "timing": "cuda events" if on_cuda else "perf_counter", "torch": torch.__version__,
-                "torch_threads": torch.get_num_threads()}
-
+                "matmul_n": matmul_n, "timing": "cuda events" if on_cuda else "perf_counter",
+                "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+    _log(f"measuring {device}: copies of {size_gib:g} GiB, matmuls {matmul_n}^3, {repeats} timed repeats of each "
+         f"figure ({'about 40 s on an H100' if on_cuda else 'a few seconds'})")
     if on_cuda:
-        settings["matmul_n"] = matmul_n or GPU_MATMUL_N
-        _measure_cuda(device, nbytes, repeats, settings["matmul_n"], figures, settings)
+        _measure_cuda(device, nbytes, repeats, matmul_n, figures, settings)
     else:
         _log("no CUDA device in use: GPU figures are not measured; measuring the CPU")
-        settings["matmul_n"] = matmul_n or CPU_MATMUL_N
         for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-            samples = _matmul_samples(dtype, settings["matmul_n"], repeats, "cpu", _time_cpu)
+            samples = _matmul_samples(dtype, matmul_n, repeats, "cpu", _time_cpu)
             _record(figures, f"cpu_matmul_{name}_tflop_per_s", samples)
     _record(figures, "host_mem_rw_gb_per_s", _measure_host_copy(nbytes, repeats))
     # Taken after the GPU work: CUDA is initialised by then, so NVML finds our GPU by its UUID.
@@ -265,7 +287,7 @@ def calibrate(device: str = "auto", size_gib: float = 1.0, repeats: int = 5, mat
     not_measured = {k: ("measured on CPU runs only" if k in CPU_FIGURES else reason)
                     for k, v in figures.items() if v is None}
     return {"schema_version": SCHEMA_VERSION, "kind": "calibration",
-            "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "elapsed_s": round(time.perf_counter() - t0, 3),
             "fingerprint": fp, "figures": figures, "not_measured": not_measured, "settings": settings}
 
@@ -303,9 +325,15 @@ def same_machine(fp_a: dict, fp_b: dict) -> bool:
     return machine_key(fp_a) == machine_key(fp_b)
 
 
-def find_calibration(results_dir, fingerprint: dict) -> dict | None:
+def _device_kind(device: str | None) -> str | None:
+    return None if device is None else ("cuda" if str(device).startswith("cuda") else "cpu")
+
+
+def find_calibration(results_dir, fingerprint: dict, device: str | None = None) -> dict | None:
     """The newest calibration under results_dir (searched recursively) taken on the machine `fingerprint`
-    describes, with "source_path" added so the caller can say which one it reuses; None if there is none."""
+    describes, with "source_path" added so the caller can say which one it reuses; None if there is none.
+    With `device` ("cpu", "cuda:0", ...), only one measured on that kind of device: a CPU calibration of a
+    GPU machine has no link figures, a GPU one has no CPU matmul rates."""
     root = Path(results_dir)
     if not root.is_dir():
         return None
@@ -315,12 +343,50 @@ def find_calibration(results_dir, fingerprint: dict) -> dict | None:
             record = load_calibration(path)
         except UserError:  # run records and anything else that is not a calibration
             continue
+        measured_on = _device_kind((record.get("settings") or {}).get("device"))
+        if device is not None and measured_on != _device_kind(device):
+            continue
         if same_machine(record.get("fingerprint") or {}, fingerprint):
             found.append((record.get("created_utc", ""), str(path), record))
     if not found:
         return None
     created, path, record = max(found, key=lambda t: (t[0], t[1]))
     return {**record, "source_path": path}
+
+
+def store_calibration(record: dict, results_dir="results") -> Path:
+    """Write `record` where find_calibration looks first:
+    <results_dir>/calibration/<machine_id>/calibration-<UTC>.json (the layout of the committed ones)."""
+    from zo2bench.probes.fingerprint import machine_id
+    from zo2bench.results import write_json_atomic
+
+    stamp = datetime.datetime.fromisoformat(record["created_utc"]).strftime("%Y%m%dT%H%M%SZ")
+    folder = Path(results_dir) / "calibration" / machine_id(record["fingerprint"])
+    path, n = folder / f"calibration-{stamp}.json", 1
+    while path.exists():
+        n += 1
+        path = folder / f"calibration-{stamp}-{n}.json"
+    write_json_atomic(path, record)
+    return path
+
+
+def stored_or_measured(results_dir, fingerprint: dict, device: str) -> tuple[dict, str]:
+    """This machine's calibration for `device`: a stored one if there is one, else measured now (with the
+    device's default sizes) and stored under results_dir, so that the next call finds it. Returns the record
+    and a line that says which it was."""
+    stored = find_calibration(results_dir, fingerprint, device)
+    if stored is not None:
+        return stored, f"stored, same machine: {stored['source_path']}"
+    _log(f"no stored calibration of this machine for {device} under {results_dir}/; measuring one now, "
+         f"once: it is stored for the next run")
+    record = calibrate(device)
+    try:
+        path = store_calibration(record, results_dir)
+    except OSError as e:  # a read-only results folder costs the reuse, not this run
+        _log(f"could not store the calibration under {results_dir}/ ({e.strerror or e}); it is used for this run only")
+        return record, "measured in this run (not stored)"
+    _log(f"stored as {path}")
+    return record, f"measured in this run, stored as {path}"
 
 
 def format_table(record: dict) -> str:

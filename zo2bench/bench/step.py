@@ -4,15 +4,15 @@
 
 Warm-up steps, then measured steps (setup and warm-up outside the statistics), with upload, compute and
 offload busy times from CUDA events. The floors come from the calibration of this machine: one given
-with --calibration, else a stored one with the same fingerprint under --results-dir (the output says
-which file), else one measured in this run.
+with --calibration, else a stored one of the same machine and device under --results-dir (the output says
+which file), else one measured in this run with sizes that fit the device and stored there for the next.
 """
 from __future__ import annotations
 
 import sys
 
 from zo2bench import catalog
-from zo2bench.bench.calibrate import calibrate, find_calibration, load_calibration
+from zo2bench.bench.calibrate import load_calibration, stored_or_measured
 from zo2bench.bench.floors import floors
 from zo2bench.config import ZO_MODES, RunConfig
 from zo2bench.results import SCHEMA_VERSION
@@ -21,14 +21,10 @@ from zo2bench.stats import summarize
 MIB = 2**20
 
 
-def get_calibration(path: str | None, results_dir: str, fingerprint: dict) -> tuple[dict, str]:
+def get_calibration(path: str | None, results_dir: str, fingerprint: dict, device: str) -> tuple[dict, str]:
     if path:
         return load_calibration(path), f"given: {path}"
-    stored = find_calibration(results_dir, fingerprint)
-    if stored is not None:
-        return stored, f"stored, same fingerprint: {stored['source_path']}"
-    print("bench-step: no stored calibration for this machine; calibrating now", file=sys.stderr)
-    return calibrate(), "measured in this run"
+    return stored_or_measured(results_dir, fingerprint, device)
 
 
 def bench_step(cfg: RunConfig, calibration_path: str | None = None, results_dir: str = "results") -> dict:
@@ -39,7 +35,8 @@ def bench_step(cfg: RunConfig, calibration_path: str | None = None, results_dir:
 
     record = run(cfg, on_step=progress, timing=True)
     print(file=sys.stderr)
-    cal, cal_source = get_calibration(calibration_path, results_dir, record["fingerprint"])
+    cfg = RunConfig.from_dict(record["config"])  # as it ran: "auto" device and dtype resolved
+    cal, cal_source = get_calibration(calibration_path, results_dir, record["fingerprint"], cfg.device)
     measured = [s for s in record["steps"] if not s["warmup"]]
     step_s = summarize([s["seconds"] for s in measured])
     lanes = {}

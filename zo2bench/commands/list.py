@@ -1,11 +1,20 @@
-"""`zo2bench list models|experiments`: what the suite knows."""
+"""`zo2bench list models|experiments`: what the suite knows.
+
+    zo2bench list models                       # every catalog model with its exact parameter count
+    zo2bench list experiments --dir experiments
+"""
 from __future__ import annotations
+
+from pathlib import Path
+
+from zo2bench.errors import UserError
+from zo2bench.paths import existing_dir
 
 
 def register(sub) -> None:
-    p = sub.add_parser("list", help="list the models or the experiment series")
-    p.add_argument("what", choices=["models", "experiments"])
-    p.add_argument("--dir", default="experiments", help="where experiment files live (for 'experiments')")
+    p = sub.add_parser("list", help="list the models or the experiment series", description=__doc__.split("\n\n")[0])
+    p.add_argument("what", choices=["models", "experiments"], help="what to list")
+    p.add_argument("--dir", default="experiments", help="where experiment files (*.toml) live, for 'experiments'")
     p.set_defaults(func=main)
 
 
@@ -21,7 +30,11 @@ def main(args) -> int:
         return 0
     from zo2bench.experiments.spec import describe_experiments
 
-    for e in describe_experiments(args.dir):
+    existing_dir(args.dir, "--dir")
+    found = describe_experiments(args.dir)
+    if not found:
+        raise UserError(f"--dir {args.dir}: no experiment files (*.toml) in {Path(args.dir).resolve()}")
+    for e in found:
         if e.get("error"):  # a broken file is listed with what is wrong, so the others still show
             print(f"{e['name']:<20} {e['file']:<40} error: {e['error']}")
             continue

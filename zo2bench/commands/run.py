@@ -1,33 +1,43 @@
-"""`zo2bench run`: one configuration, one JSON record.
+"""`zo2bench run`: one configuration, one JSON record, and a summary on the screen.
 
-    zo2bench run --model opt-125m --mode zo2 --steps 5 --batch 1 --seq 64 --dtype fp32 --seed 7 --device cpu --out r.json
+    zo2bench run --model opt-125m --mode zo2 --steps 5 --seq 64 --device cpu --out r.json
+    zo2bench run --model opt-tiny --device cpu                 # the summary only
+    zo2bench run --model opt-tiny --device cpu --out - | jq .  # the record on stdout, the summary on stderr
+
+Progress (the library import, the build, each step) goes to stderr. The summary goes to stdout, or to
+stderr when the record does. --out is checked before anything runs; if writing it still fails at the
+end, the record is printed on stdout instead and the exit status is 1.
 """
 from __future__ import annotations
 
 import statistics
 import sys
+import time
 
 from zo2bench.config import RunConfig
 from zo2bench.errors import GPUOutOfMemory, NonFiniteLoss, UserError
+from zo2bench.paths import deliver, writable_file
 
 
-def add_run_options(p, defaults: RunConfig = RunConfig()) -> None:
+def add_run_options(p, defaults: RunConfig | None = None) -> None:
     """The RunConfig fields as options; shared by the commands that run one configuration."""
-    p.add_argument("--model", default=defaults.model, help="catalog name (zo2bench list models) or local directory")
-    p.add_argument("--mode", default=defaults.mode, help="mezo | zo2 | fo-sgd | fo-adamw")
-    p.add_argument("--steps", type=int, default=defaults.steps, help="measured steps")
-    p.add_argument("--warmup", type=int, default=defaults.warmup, help="steps before the measured ones")
-    p.add_argument("--batch", type=int, default=defaults.batch)
-    p.add_argument("--seq", type=int, default=defaults.seq, help="tokens per example")
-    p.add_argument("--dtype", default=defaults.dtype, help="fp32 | fp16 | bf16")
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--device", default=defaults.device, help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--lr", type=float, default=defaults.lr)
-    p.add_argument("--eps", type=float, default=defaults.eps)
-    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    p.add_argument("--prefetch", type=int, default=defaults.prefetch, help="zo2: blocks uploaded ahead")
-    p.add_argument("--gpu-budget", dest="gpu_budget_gib", type=float, default=defaults.gpu_budget_gib,
-                   metavar="GiB", help="zo2: keep as many blocks resident as fit in this much GPU memory")
+    d = defaults or RunConfig()
+    p.add_argument("--model", default=d.model, help="catalog name (zo2bench list models) or local directory")
+    p.add_argument("--mode", default=d.mode, help="mezo | zo2 | fo-sgd | fo-adamw")
+    p.add_argument("--steps", type=int, default=d.steps, help="measured steps")
+    p.add_argument("--warmup", type=int, default=d.warmup, help="steps before the measured ones, reported apart")
+    p.add_argument("--batch", type=int, default=d.batch, help="examples per step")
+    p.add_argument("--seq", type=int, default=d.seq, help="tokens per example")
+    p.add_argument("--dtype", default=d.dtype, help="fp32 | fp16 | bf16 | auto: fp16 on a GPU, fp32 on a CPU")
+    p.add_argument("--seed", type=int, default=d.seed, help="seeds the weights, the data and the perturbations")
+    p.add_argument("--device", default=d.device, help="auto (CUDA if there is a GPU, else cpu) | cpu | cuda | cuda:N")
+    p.add_argument("--lr", type=float, default=d.lr, help="learning rate")
+    p.add_argument("--eps", type=float, default=d.eps, help="ZO modes: perturbation scale")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="not applied to biases and norms")
+    p.add_argument("--prefetch", type=int, default=d.prefetch, help="zo2: blocks uploaded ahead")
+    p.add_argument("--gpu-budget", dest="gpu_budget_gib", type=float, default=d.gpu_budget_gib, metavar="GiB",
+                   help="zo2: keep as many blocks resident as fit in this much GPU memory "
+                        "(default: none resident, every block streams)")
 
 
 def config_from_args(args) -> RunConfig:
@@ -35,33 +45,62 @@ def config_from_args(args) -> RunConfig:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("run", help="run one configuration and write its record")
+    p = sub.add_parser("run", help="run one configuration and write its record", description=__doc__.split("\n\n")[0])
     add_run_options(p, RunConfig(seq=64, steps=5))
-    p.add_argument("--out", help="write the JSON record here (default: print a summary)")
+    p.add_argument("--out", metavar="FILE.json",
+                   help="write the JSON record here; '-' prints it on stdout (default: only the summary)")
     p.set_defaults(func=main)
 
 
+class StepProgress:
+    """Phases and steps on stderr: one rewritten line on a terminal, a line every few seconds elsewhere."""
+
+    def __init__(self, prefix: str, stream=None):
+        self.prefix, self.stream = prefix, stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.last, self.open_line = 0.0, False
+
+    def say(self, text: str) -> None:
+        self.end_line()
+        print(f"{self.prefix}: {text}", file=self.stream, flush=True)
+
+    def phase(self, name: str) -> None:
+        names = {"build": "building the model", "warmup": "warm-up steps", "measured": "measured steps"}
+        self.say(names.get(name, name))
+
+    def step(self, i: int, total: int, row: dict) -> None:
+        text = f"{self.prefix}: step {i + 1}/{total}  {row['seconds'] * 1e3:8.1f} ms"
+        if self.tty:
+            print(f"\r{text}", end="", file=self.stream, flush=True)
+            self.open_line = True
+        elif i + 1 == total or time.monotonic() - self.last >= 5.0:
+            self.last = time.monotonic()
+            print(text, file=self.stream, flush=True)
+
+    def end_line(self) -> None:
+        if self.open_line:
+            print(file=self.stream, flush=True)
+            self.open_line = False
+
+
 def main(args) -> int:
+    writable_file(args.out, "--out")
+    progress = StepProgress("run")
+    progress.say("importing torch and transformers (a few seconds, about 10 s on some machines)")
+    from zo2bench.devices import device_name, resolve_device, resolve_dtype
     from zo2bench.measure import measured_run as run
-    from zo2bench.results import write_json_atomic
 
     cfg = config_from_args(args)
-
-    def progress(i, total, row):
-        print(f"\rstep {i + 1}/{total}  {row['seconds'] * 1e3:8.1f} ms", end="", file=sys.stderr, flush=True)
-
+    dev = resolve_device(cfg.device)  # what "auto" means here, shown before the minutes it may take
+    progress.say(f"{cfg.model} mode={cfg.mode} dtype={resolve_dtype(cfg.dtype, dev)} batch={cfg.batch} "
+                 f"seq={cfg.seq} device={device_name(dev)}: {cfg.warmup} warm-up and {cfg.steps} measured steps")
     try:
-        record = run(cfg, on_step=progress)
+        record = run(cfg, on_phase=progress.phase, on_step=progress.step)
     except (GPUOutOfMemory, NonFiniteLoss) as e:
-        print(file=sys.stderr)
         raise UserError(str(e)) from None
-    print(file=sys.stderr)
-    if args.out:
-        write_json_atomic(args.out, record)
-        print(f"wrote {args.out}", file=sys.stderr)
-    else:
-        print(summary(record))
-    return 0
+    finally:
+        progress.end_line()
+    return deliver(record, args.out, summary(record))
 
 
 def summary(record: dict) -> str:
