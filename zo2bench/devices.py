@@ -36,7 +36,8 @@ def device_string(name: str, cuda_count: int, torch_version: str = "") -> str:
         raise UserError(f"--device {name} asked for, but this machine has no CUDA GPU{built}; use --device cpu")
     i = int(index or 0)
     if i >= cuda_count:
-        raise UserError(f"--device {name}: this machine has {cuda_count} CUDA device(s), cuda:0 to cuda:{cuda_count - 1}")
+        raise UserError(f"--device {name}: this machine has {cuda_count} CUDA device(s), "
+                        f"cuda:0 to cuda:{cuda_count - 1}")
     return f"cuda:{i}"
 
 
