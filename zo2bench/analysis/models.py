@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from zo2bench import catalog
+from zo2bench.analysis import exact
 from zo2bench.bench import floors as fl
 from zo2bench.catalog import ModelSpec
 from zo2bench.errors import UserError
@@ -58,19 +59,14 @@ VIEWS = {
 }
 
 
-def _big(name, hidden, layers, heads, vocab):
-    return ModelSpec(name, "opt", hidden, layers, heads, ffn=4 * hidden, vocab=vocab, positions=2048)
-
-
-# Shapes the documents project to that the catalog does not hold (OPT-style decoders of those sizes):
-# MT-NLG 530B (Smith et al. 2022: 105 layers, hidden 20480, 128 heads) and the 1T shape of Narayanan et al.
-# 2021 (128 layers, hidden 25600, 160 heads), which has the 128 layers document 002 gives its 1T model.
-EXTRA_SHAPES = {s.name: s for s in (_big("mt-nlg-530b", 20480, 105, 128, 50257), _big("1t", 25600, 128, 160, 51200))}
+# Sizes the documents project to that no run here reaches; mt-nlg-530b and 1t are exact.SHAPES (the shapes
+# of their papers, as OPT-style decoders).
 PROJECTION_MODELS = ("opt-66b", "opt-175b", "mt-nlg-530b", "1t")
 
 
 def spec_of(name: str) -> ModelSpec:
-    return EXTRA_SHAPES[name] if name in EXTRA_SHAPES else catalog.get(name)
+    """A catalog model or one of the documents' shapes (analysis.exact.SHAPES); UserError if neither."""
+    return exact.SHAPES[name] if name in exact.SHAPES else catalog.get(name)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,18 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class Band:
+    """One row of document 002's section 3.1: a size band with its minimum GPU and CPU RAM."""
+
+    label: str
+    params_range: tuple[float, float]
+    gpu_text: str
+    host_text: str
+    budgets: tuple[tuple[str, float, float], ...]   # (reading, GPU bytes, host bytes): decimal first
+    claim_ids: str
+
+
+@dataclass(frozen=True)
 class Documents:
     claims: tuple = ()
     missing: str = ""          # why the documents' data could not be read ("" when it could)
@@ -53,6 +65,25 @@ class Documents:
                 out.append((n, v, label))
         return sorted(out, key=lambda p: (p[2], p[0]))
 
+    def hardware_bands(self) -> list[Band]:
+        """Section 3.1's rows (GPU (Min) and CPU RAM), under both readings of GB."""
+        units = importlib.import_module("zo2bench.analysis.units")
+        by = {}
+        for c in self.claims:
+            if c.document == "002" and c.section == "3.1" and c.params_range and c.column in ("GPU (Min)", "CPU RAM"):
+                by.setdefault(tuple(c.params_range), {})[c.column] = c
+        out = []
+        for rng, cols in sorted(by.items()):
+            g, h = cols.get("GPU (Min)"), cols.get("CPU RAM")
+            if not g or not h:
+                continue
+            readings = (units.DEFAULT_READING, *[r for r in units.READINGS if r != units.DEFAULT_READING])
+            budgets = tuple((rd, float(units.to_base(g.value, g.unit, rd)), float(units.to_base(h.value, h.unit, rd)))
+                            for rd in readings)
+            label = f"{_count(rng[0])}–{_count(rng[1])}" if rng[1] < 1e14 else f"> {_count(rng[0])}"
+            out.append(Band(label, rng, g.hardware, f"{h.value:g} {h.unit}", budgets, f"{g.id}, {h.id}"))
+        return out
+
     def verdicts(self, results, machine):
         """The claims helper's verdicts for one machine, or None where that module is missing."""
         try:
@@ -60,6 +91,13 @@ class Documents:
         except ImportError:
             return None
         return verdicts.judge_all(results, machine) if hasattr(verdicts, "judge_all") else None
+
+
+def _count(n: float) -> str:
+    for div, suf in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
+        if n >= div:
+            return f"{n / div:g}{suf}"
+    return f"{n:g}"
 
 
 def load() -> Documents:
