@@ -1,4 +1,4 @@
-"""Sessions: `nox -s tests`, `nox -s memory_scaling`, `nox -s throughput_scaling`.
+"""Sessions: `nox -s tests`, `nox -s memory_scaling`, `nox -s throughput_scaling`, `nox -s report`.
 
 Every session runs in one shared virtual environment, .nox/zo2bench (about 1.4 GB, most of it torch),
 built on first use with the Python that runs nox. It is reused while nothing it was installed from
@@ -88,3 +88,11 @@ def memory_scaling(session):
 def throughput_scaling(session):
     """Series 2: throughput against batch and sequence length."""
     _sweep(session, "throughput_scaling")
+
+
+@nox.session
+def report(session):
+    """The reports from results/ into reports/: an index and one page per series, HTML and Markdown
+    (arguments after `--` go to `zo2bench report`, e.g. `-- --out /tmp/reports` or `-- tables --check`)."""
+    _install(session)
+    session.run("zo2bench", "report", *session.posargs)

@@ -96,16 +96,23 @@ def _first_holding(ratio: np.ndarray) -> float | None:
     return float(BATCHES[0] if bad.size == 0 else BATCHES[min(bad[-1] + 1, len(BATCHES) - 1)])
 
 
-def fitted_tokens(fit, spec, seq: int, dtype: str = "fp16", params=None) -> float | None:
+def _inputs(fit, spec, seq, dtype):
+    """The time model's inputs for zo2 and mezo over BATCHES at this length: column 0 (the compute floor) is
+    linear in batch at a fixed length, the other floors do not depend on it."""
+    out = []
+    for mode in ("zo2", "mezo"):
+        X = np.repeat(fit.model.x([Shape(spec, mode, dtype, 1, seq)], fit.calibration), len(BATCHES), 0)
+        X[:, 0] *= BATCHES
+        out.append(X)
+    return out
+
+
+def fitted_tokens(fit, spec, seq: int, dtype: str = "fp16", params=None, inputs=None) -> float | None:
     """Tokens (batch x seq) from which the fit puts zo2 within the tolerance of mezo at this length."""
     p = np.array([e.value for e in fit.params]) if params is None else params
-    zx = fit.model.x([Shape(spec, "zo2", dtype, 1, seq)], fit.calibration)
-    mx = fit.model.x([Shape(spec, "mezo", dtype, 1, seq)], fit.calibration)
-    # column 0 of the time models' inputs is the compute floor, linear in batch at a fixed length
-    Z, M = np.repeat(zx, len(BATCHES), 0), np.repeat(mx, len(BATCHES), 0)
-    Z[:, 0] *= BATCHES
-    M[:, 0] *= BATCHES
-    b = _first_holding(fit.model.f(Z, p) / fit.model.f(M, p))
+    Z, M = inputs or _inputs(fit, spec, seq, dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):   # a draw may put a step at 0: never holds there
+        b = _first_holding(np.nan_to_num(fit.model.f(Z, p) / fit.model.f(M, p), nan=np.inf))
     return None if b is None else b * seq
 
 
@@ -115,10 +122,11 @@ def _band(fit, spec, seq, dtype) -> tuple[float | None, float | None]:
     rng = np.random.default_rng(0)
     mean = np.array([e.value for e in fit.params])
     draws = rng.multivariate_normal(mean, np.array(fit.cov), size=DRAWS, method="eigh")
-    got = [fitted_tokens(fit, spec, seq, dtype, d) for d in draws]
+    inputs = _inputs(fit, spec, seq, dtype)
+    got = [fitted_tokens(fit, spec, seq, dtype, d, inputs) for d in draws]
     vals = np.array([np.inf if g is None else g for g in got])
-    lo, hi = np.percentile(vals, [2.5, 97.5])
-    return float(lo), (None if not np.isfinite(hi) else float(hi))
+    lo, hi = np.percentile(vals, [2.5, 97.5], method="inverted_cdf")   # no interpolation with an infinite draw
+    return (float(lo) if np.isfinite(lo) else None), (float(hi) if np.isfinite(hi) else None)
 
 
 def crossovers(rows, fit, extra=PROJECTION_MODELS, seq_default: int = 2048) -> tuple[Crossover, ...]:

@@ -149,7 +149,7 @@ def _solve(model: Model, X: np.ndarray, y: np.ndarray) -> np.ndarray:
     # the parameters differ by many decades (a byte constant of 1e9 beside a multiple of 1): scale by p0
     scale = np.maximum(np.abs(p0), 1e-6)
     res = optimize.least_squares(lambda p: (model.f(X, p) - y) / y, p0, bounds=(lower, upper),
-                                 x_scale=scale, method="trf", xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=20000)
+                                 x_scale=scale, method="trf", xtol=1e-10, ftol=1e-10, gtol=1e-10, max_nfev=2000)
     return res.x
 
 

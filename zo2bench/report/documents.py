@@ -1,18 +1,22 @@
 """The design documents' stated values as the reports need them: points for the figures, cells for the
 measured-against-projected tables, and the verdicts of the claims section.
 
-    docs = documents.load()
+    docs = documents.load("results", analyses)   # analyses: {machine: scaling.MachineAnalysis}, for predictions
     docs.points("gpu_memory", mode="zo2")     # [(n_params, bytes, "002 §1.2 (zo2), stated"), ...]
     docs.stated(("gpu_memory", "host_memory", "tokens_per_s"))   # claims with a model and one value
-    docs.verdicts(results, machine)           # analysis.verdicts' judgement of every claim on that machine
+    docs.for_machine("h100-80gb-hbm3")        # analysis.verdicts' verdicts on that machine
+    docs.general()                            # verdicts against the documents' own arithmetic and the catalog
 
-It reads analysis.claims (the claims as data) and analysis.units (the documents' GB read as GB = 10^9 bytes
-unless a claim says otherwise). Where those modules are missing the reports are still made, without the
-documents' points and the claims section, and the index says so.
+It reads analysis.claims (the claims as data), analysis.units (the documents' GB read as GB = 10^9 bytes unless
+a claim says otherwise) and analysis.verdicts, which judges each claim on the measurements and, where a claim's
+size or setting was not measured, on the fits' predictions (predictor(), always labelled as predictions).
+Where those modules are missing the reports are still made, without the documents' points and the claims
+section, and the index says so.
 """
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 
 
@@ -32,6 +36,28 @@ class Band:
 class Documents:
     claims: tuple = ()
     missing: str = ""          # why the documents' data could not be read ("" when it could)
+    verdicts: tuple = ()       # analysis.verdicts.Verdict, claim order
+    results_root: str = ""
+    no_verdicts: str = ""      # why there are no verdicts ("" when they were made)
+
+    def claim(self, claim_id):
+        return next(c for c in self.claims if c.id == claim_id)
+
+    def for_machine(self, machine: str) -> list:
+        return [v for v in self.verdicts if v.machine_id == machine]
+
+    def general(self) -> list:
+        return [v for v in self.verdicts if v.machine_id is None]
+
+    def verdict_of(self, claim_id: str, machine: str):
+        return next((v for v in self.verdicts if v.claim_id == claim_id and v.machine_id == machine), None)
+
+    def source(self, prov):
+        """An evidence Provenance as a load.Source, so that tables link it like every other number."""
+        from zo2bench.analysis.load import Source
+
+        file = os.path.relpath(prov.file, self.results_root).replace(os.sep, "/") if self.results_root else prov.file
+        return Source(file, prov.line or None, prov.key, prov.commit, prov.dirty)
 
     @property
     def available(self) -> bool:
@@ -84,13 +110,6 @@ class Documents:
             out.append(Band(label, rng, g.hardware, f"{h.value:g} {h.unit}", budgets, f"{g.id}, {h.id}"))
         return out
 
-    def verdicts(self, results, machine):
-        """The claims helper's verdicts for one machine, or None where that module is missing."""
-        try:
-            verdicts = importlib.import_module("zo2bench.analysis.verdicts")
-        except ImportError:
-            return None
-        return verdicts.judge_all(results, machine) if hasattr(verdicts, "judge_all") else None
 
 
 def _count(n: float) -> str:
@@ -100,10 +119,67 @@ def _count(n: float) -> str:
     return f"{n:g}"
 
 
-def load() -> Documents:
+MAX_HALF_WIDTH = 0.5    # a prediction whose 95% interval is wider than ±50% of its value decides no claim
+
+
+def predictor(analyses: dict):
+    """analysis.verdicts' `predict`: a fit's value for a claim at a size or setting not measured, with its 95%
+    prediction interval, labelled as a prediction (and as a projection beyond the sizes measured). A fit too
+    uncertain there (interval wider than ±MAX_HALF_WIDTH) predicts nothing."""
+    from zo2bench.analysis.models import VIEWS, Shape, spec_of
+
+    verdicts = importlib.import_module("zo2bench.analysis.verdicts")
+
+    def predict(claim, machine):
+        a = analyses.get(machine)
+        if a is None or not claim.model or isinstance(claim.value, tuple):
+            return None
+        mode = claim.mode or "zo2"
+        try:
+            shape = Shape(spec_of(claim.model), mode, claim.dtype or "fp16", claim.batch or 1, claim.seq or 2048)
+        except Exception:  # a model shape this version cannot build: no prediction
+            return None
+        q = claim.quantity
+        if q in ("gpu_memory", "host_memory"):
+            view = claim.view if claim.view in VIEWS else ("nvml_process" if q == "gpu_memory" else "host_rss")
+            f = a.memory_fit(view, mode)
+            what = f"{VIEWS[view][1]} memory fit"
+            to = lambda v: v
+        elif q in ("tokens_per_s", "it_per_s", "step_time") and not claim.component:
+            f = a.first_order_time if mode.startswith("fo-") else a.best_time()
+            what = "step-time fit"
+            to = {"tokens_per_s": lambda v: shape.tokens / v if v > 0 else float("inf"),
+                  "it_per_s": lambda v: 1 / v if v > 0 else float("inf"), "step_time": lambda v: v}[q]
+        else:
+            return None
+        if f is None:
+            return None
+        p = f.predict(shape)
+        if p.pi is None or p.pi[1] - p.pi[0] > p.value * 2 * MAX_HALF_WIDTH:
+            return None     # too uncertain to decide anything: the claim stays "not tested here"
+        lo, hi = sorted((to(p.pi[0]), to(p.pi[1])))
+        label = (f"{what} ({f.model.title}) of {machine}, 95% prediction interval"
+                 + ("; a projection beyond the sizes measured" if p.projection else ""))
+        return verdicts.Prediction(to(p.value), lo, hi, label)
+
+    return predict
+
+
+def load(results_dir=None, analyses: dict | None = None) -> Documents:
+    """The claims, and (given a results folder) every verdict on it, predictions from `analyses` included."""
     try:
         claims = importlib.import_module("zo2bench.analysis.claims")
         importlib.import_module("zo2bench.analysis.units")
     except ImportError as e:
         return Documents((), f"the documents' claims are not in this version ({e.name} is missing)")
-    return Documents(tuple(claims.load()))
+    all_claims = tuple(claims.load())
+    if results_dir is None:
+        return Documents(all_claims)
+    try:
+        evidence = importlib.import_module("zo2bench.analysis.evidence")
+        verdicts = importlib.import_module("zo2bench.analysis.verdicts")
+    except ImportError as e:
+        return Documents(all_claims, no_verdicts=f"no verdicts in this version ({e.name} is missing)")
+    ev = evidence.load(results_dir, quiet=True)     # its warnings are the loader's, printed once already
+    vs = verdicts.judge_all(ev, list(all_claims), predict=predictor(analyses or {}))
+    return Documents(all_claims, "", tuple(vs), str(results_dir))

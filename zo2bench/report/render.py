@@ -99,7 +99,8 @@ def render(results_dir="results", out_dir="reports", progress=lambda msg: print(
     link = linker(res.root, out)
     env.filters["md_table"] = lambda t: tbl.markdown(t, link)
     env.filters["html_table"] = lambda t: markupsafe.Markup(tbl.html(t, link))
-    docs = documents.load()
+    progress("zo2bench: judging the documents' claims")
+    docs = documents.load(res.root, analyses)
     series = sorted({s for m in res.machines() for s in res.series(m)})
     nav = [("index", "index")] + [(s, s) for s in series]
     pages = []

@@ -52,6 +52,7 @@ def index_blocks(results, analyses, docs, figs) -> list:
         if a.notes:
             out.append(_b("list", "Notes from the analysis:", items=a.notes))
         out.extend(claims_section.blocks(results, a, docs))
+    out.extend(claims_section.general_blocks(docs))
     return out
 
 

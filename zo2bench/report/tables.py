@@ -204,19 +204,23 @@ def stated_vs_measured(a, docs, quantities) -> Table:
             if v is None:
                 basis = "not measured"
         ratio = None if v is None or not stated else v / stated
+        verdict = docs.verdict_of(c.id, a.machine) if docs.verdicts else None
         body.append(row(c.id, f"{c.document} §{c.section}", c.model, c.mode or "–", c.hardware,
                         f"{c.value:g} {c.unit}", Cell("–" if v is None else f(v), source=r.source if r else None,
                                                      kind=kind), basis,
-                        Cell("–" if ratio is None else f"{ratio:.2f}", kind=kind)))
+                        Cell("–" if ratio is None else f"{ratio:.2f}", kind=kind),
+                        verdict.verdict if verdict else "–"))
     unit = "GiB" if set(quantities) & {"gpu_memory", "host_memory"} else "per s"
     return Table(f"Stated by the documents against measured on {a.machine}: {', '.join(quantities)}",
                  ("claim", "where", "model", "mode", "stated for", "stated", f"here ({unit})", "basis",
-                  "here / stated"), tuple(body),
+                  "here / stated", "verdict"), tuple(body),
                  ((docs.missing,) if not docs.available else ()) + (
                   "Stated values in the document's unit; GB read as 10^9 bytes. Measured at batch 1, T 2048, fp16 "
                   "unless the claim says otherwise; memory in the NVML process view unless it names another. A "
-                  "claim stated for other hardware (the stated-for column) is compared for scale, not judged.",),
-                 (False, False, False, False, False, True, True, False, True))
+                  "claim stated for other hardware (the stated-for column) is compared for scale, not judged. The "
+                  "verdict (the index's claims section) applies the claim's own rule; a fit's value decides one only "
+                  "where it is precise enough.",),
+                 (False, False, False, False, False, True, True, False, True, False))
 
 
 # -- time ------------------------------------------------------------------------------------------------------
