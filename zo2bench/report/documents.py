@@ -19,6 +19,8 @@ import importlib
 import os
 from dataclasses import dataclass
 
+FIGURE_SECTIONS = ("1.2", "2.2")   # document 002's per-model projection tables, drawn beside the measurements
+
 
 @dataclass(frozen=True)
 class Band:
@@ -82,14 +84,18 @@ class Documents:
         return [c for c in self.claims if c.quantity in quantities and c.model and not isinstance(c.value, tuple)
                 and (mode is None or c.mode == mode) and (document is None or c.document == document)]
 
-    def points(self, quantity, mode=None) -> list[tuple[int, float, str]]:
+    def points(self, quantity, mode=None) -> list[tuple[int, float, str, str]]:
+        """(n_params, base value, label, mode) of the documents' per-model tables for a figure: document 002's
+        projections (sections 1.2 and 2.2) and document 000's measurements (on its own hardware)."""
         out = []
         for c in self.stated((quantity,), mode):
+            if not (c.document == "000" or c.section in FIGURE_SECTIONS):
+                continue
             n, v = self.n_params(c), self.base(c)
             if n and v:
-                label = f"{c.document} §{c.section} ({c.mode or 'any mode'}), stated for {c.hardware}"
-                out.append((n, v, label))
-        return sorted(out, key=lambda p: (p[2], p[0]))
+                what = "000 measured on 4x RTX 3090" if c.document == "000" else f"002 §{c.section} projected"
+                out.append((n, v, f"{what} ({c.mode or 'any mode'})", c.mode or ""))
+        return sorted(set(out), key=lambda p: (p[2], p[0]))
 
     def hardware_bands(self) -> list[Band]:
         """Section 3.1's rows (GPU (Min) and CPU RAM), under both readings of GB."""

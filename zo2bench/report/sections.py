@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from zo2bench.analysis.models import VIEWS
 from zo2bench.analysis.scaling import PLAN_VIEW
-from zo2bench.report import claims_section, figures, tables
+from zo2bench.report import claims_section, figures, figures_time, tables
+from zo2bench.report import fit_tables as ft
 
 
 def _b(kind, text="", **kw):
@@ -84,64 +85,71 @@ def _details(title, tabs) -> list:
 
 def _memory(series, a, docs, fig) -> list:
     out = [fig("gpu-memory", f"Peak GPU memory ({VIEWS[PLAN_VIEW][1]} view) against parameters: measured (filled), "
-               "the documents' stated values (hollow squares), the physical fit with its 95% prediction band, dashed "
-               "and hatched where it is a projection.", figures.memory_vs_params, a, "gpu",
+               "document 002's projections of section 1.2 (hollow squares) and document 000's measurements on "
+               "4x RTX 3090 (hollow diamonds), each edged in its mode's colour, and the physical fit with its 95% "
+               "prediction band, dashed and hatched where it is a projection.", figures.memory_vs_params, a, "gpu",
                docs.points("gpu_memory")),
            fig("host-memory", "Peak host memory (RSS) against parameters, as above.", figures.memory_vs_params, a,
                "host", docs.points("host_memory")),
-           _b("table", table=tables.memory_measured(a)),
+           _b("table", table=ft.memory_measured(a)),
            fig("memory-views", "Every memory view with the physical fit of zo2 and mezo.", figures.memory_views, a),
            _b("heading", "Memory models", level=3),
            _b("text", "The physical model adds byte counts of the exact shape (resident weights, streaming slots, "
                       "activations) with fitted multiples and a fixed context; the document's 1.1 form "
                       "(e·n + k·n/(4L) + constant) is fitted the same way. The one with the smaller "
                       "leave-one-size-out error explains the data better.")]
-    out.append(_b("table", table=tables.memory_fits(a)))
+    out.append(_b("table", table=ft.memory_fits(a)))
     key = (PLAN_VIEW, "zo2")
     if key in a.memory:
         out.append(fig("memory-residuals", "Relative residuals of the zo2 GPU-memory fits "
                        f"({VIEWS[PLAN_VIEW][1]}): physical against the document's form.", figures.residuals,
                        a.memory[key], "zo2 GPU memory: (fit − measured) / measured"))
-    out.append(_b("table", table=tables.stated_vs_measured(a, docs, ("gpu_memory", "host_memory"))))
-    out.append(_b("table", table=tables.projections(a)))
+    out.append(_b("table", table=ft.stated_vs_measured(a, docs, ("gpu_memory", "host_memory"))))
+    out.append(_b("table", table=ft.projections(a)))
     out.append(fig("energy", "GPU energy per token (NVML counter) at batch 1, T 2048.", figures.energy, a))
-    out.append(_b("table", table=tables.energy(a)))
+    out.append(_b("table", table=ft.energy(a)))
     fits = [(f"{VIEWS[v][1]}, {m}", f) for (v, m), fs in a.memory.items() for f in fs]
-    out += _details("Leave one size out: every error of every memory fit", [tables.loo(f, w) for w, f in fits])
+    out += _details("Leave one size out: every error of every memory fit", [ft.loo(f, w) for w, f in fits])
     return out
 
 
 def _throughput(series, a, docs, fig) -> list:
     out = [fig("roofline", "Step time against batch × seq for each model: measured (marker: sequence length), the "
-               "calibrated compute and transfer floors, and the best step-time fit.", figures.roofline, a),
-           _b("table", table=tables.throughput_measured(a, series)),
+               "calibrated compute and transfer floors, and the best step-time fit.", figures_time.roofline, a),
+           _b("table", table=ft.throughput_measured(a, series)),
            fig("efficiency", "Efficiency: mezo's step over zo2's, per model and batch × seq (1.00: offloading "
-               "costs nothing).", figures.efficiency_heatmap, a),
-           fig("bandwidth", "Achieved host↔device bandwidth of zo2 against the calibrated rates.", figures.bandwidth,
-               a),
+               "costs nothing).", figures_time.efficiency_heatmap, a),
+           fig("bandwidth", "Achieved host↔device bandwidth of zo2 against the calibrated rates.",
+               figures_time.bandwidth, a),
            _b("heading", "Step-time models", level=3),
            _b("text", "The document's 2.1 (upload and offload in series at one-way rates, less the compute) against "
                       "a model where both copy directions overlap each other and the GPU's work, so a step takes the "
                       "slower of transfer and compute; all with the machine's calibrated floors."),
-           _b("table", table=tables.time_models(a))]
+           _b("table", table=ft.time_models(a))]
     if a.time:
         out.append(fig("time-residuals", "Relative residuals of the step-time models.", figures.residuals,
                        [c["fit"] for c in a.time_compare], "step time: (fit − measured) / measured"))
     out += [_b("heading", "Crossover", level=3),
             fig("crossover", "Left: zo2's step over mezo's as tokens per step grow. Right: the batch × seq from which "
                 "zo2 is as fast as mezo, measured (between grid cells) and fitted (hollow: sizes not measured).",
-                figures.crossover, a),
-            _b("table", table=tables.crossovers(a)),
+                figures_time.crossover, a),
+            _b("table", table=ft.crossovers(a)),
             fig("speed", "Tokens/s at batch 1, T 2048 against parameters: measured, the fits with their 95% "
-                "prediction bands (dashed: projection), and document 002's table 2.2 (hollow squares).",
-                figures.step_projection, a, docs.points("tokens_per_s")),
-            _b("table", table=tables.stated_vs_measured(a, docs, ("tokens_per_s", "it_per_s"))),
-            _b("table", table=tables.projections(a))]
+                "prediction bands (dashed: projection), document 002's table 2.2 (hollow squares: projected for "
+                "unstated hardware) and document 000's it/s on 4x RTX 3090 as tokens/s at T 2048 (hollow diamonds).",
+                figures_time.step_projection, a, docs.points("tokens_per_s") + _it_as_tokens(docs)),
+            _b("table", table=ft.stated_vs_measured(a, docs, ("tokens_per_s", "it_per_s"))),
+            _b("table", table=ft.projections(a))]
     fits = [(c["fit"].model.title, c["fit"]) for c in a.time_compare]
     out += _details("Leave one size out: every error of every step-time fit",
-                    [tables.loo(f, "step time") for _, f in fits])
+                    [ft.loo(f, "step time") for _, f in fits])
     return out
 
 
+def _it_as_tokens(docs) -> list:
+    """Document 000's it/s as tokens/s at its T 2048, batch 1 (the setting the claims assume)."""
+    return [(n, v * 2048, label, mode) for n, v, label, mode in docs.points("it_per_s")]
+
+
 def _generic(series, a, docs, fig) -> list:
-    return [_b("table", table=tables.throughput_measured(a, series))]
+    return [_b("table", table=ft.throughput_measured(a, series))]
