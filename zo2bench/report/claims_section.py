@@ -92,6 +92,20 @@ def verdict_table(title: str, verdicts, docs) -> Table:
                  (False, False, False, True, False, False, False, True, True, False))
 
 
+def summary_table(docs, machine: str) -> Table:
+    """Verdict counts per document and section on one machine (the README's claims table)."""
+    by: dict = {}
+    for v in docs.for_machine(machine):
+        c = docs.claim(v.claim_id)
+        by.setdefault((c.document, c.section), Counter())[v.verdict] += 1
+    body = tuple(row(d, s, *(str(n[k]) if n[k] else "–" for k in ORDER), str(sum(n.values())))
+                 for (d, s), n in sorted(by.items()))
+    notes = (docs.missing or docs.no_verdicts,) if (docs.missing or docs.no_verdicts) else ()
+    return Table(f"The documents' claims judged on {machine}", ("document", "section", *ORDER, "claims"), body,
+                 notes + ("Verdicts, rules and evidence of each claim: the report's index.",),
+                 (False, False, True, True, True, True, True))
+
+
 def _summary(verdicts) -> str:
     n = Counter(v.verdict for v in verdicts)
     by = Counter(v.basis for v in verdicts)

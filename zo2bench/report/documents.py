@@ -138,7 +138,11 @@ def predictor(analyses: dict):
 
     def predict(claim, machine):
         a = analyses.get(machine)
-        if a is None or not claim.model or isinstance(claim.value, tuple):
+        if a is None or isinstance(claim.value, tuple):
+            return None
+        if claim.quantity == "component_size":
+            return _component(claim, a, machine, verdicts)
+        if not claim.model:
             return None
         mode = claim.mode or "zo2"
         try:
@@ -169,6 +173,44 @@ def predictor(analyses: dict):
         return verdicts.Prediction(to(p.value), lo, hi, label)
 
     return predict
+
+
+# a component of formula 1.1 / section 1.4 -> (coefficient of the physical zo2 GPU fit, bytes it multiplies)
+COMPONENT_TERMS = {
+    "embeddings": ("c_w", lambda s: s.spec.embed_params() * s.bpp),
+    "head": ("c_w", lambda s: s.spec.head_params() * s.bpp),
+    "workspace": ("c_a", lambda s: s.activation_bytes),
+    "overhead": ("fixed", lambda s: 1.0),
+}
+
+
+def _component(claim, a, machine, verdicts):
+    """A term of the physical GPU-memory fit of zo2 (NVML process view) standing for one component the
+    document names, with the 95% confidence interval of its coefficient. Components the physical model has no
+    term for (the perturbation: regenerated in place, no buffer) and per-parameter fractions predict nothing."""
+    from zo2bench.analysis.models import Shape, spec_of
+
+    if claim.component not in COMPONENT_TERMS or claim.unit.endswith("/param"):
+        return None
+    name, term = COMPONENT_TERMS[claim.component]
+    if name != "fixed" and not claim.model:
+        return None
+    f = a.memory_fit("nvml_process", "zo2")
+    if f is None or f.model.source != "physical":
+        return None
+    e = next((e for e in f.params if e.name == name), None)
+    if e is None:
+        return None
+    try:
+        shape = Shape(spec_of(claim.model or "opt-125m"), "zo2", claim.dtype or "fp16", claim.batch or 1,
+                      claim.seq or 2048)
+    except Exception:  # a shape this version cannot build
+        return None
+    x = term(shape)
+    lo, hi = (None, None) if e.low is None else (max(e.low, 0.0) * x, e.high * x)
+    return verdicts.Prediction(e.value * x, lo, hi, f"the {name} term of the physical zo2 GPU-memory fit (NVML "
+                               f"process) of {machine}, 95% confidence interval of its coefficient; a fit term, "
+                               "not a measurement")
 
 
 def load(results_dir=None, analyses: dict | None = None) -> Documents:

@@ -94,6 +94,13 @@ def _analysis(results, machine):
 
 _CACHE: dict = {}
 
+
+def _claims(results, machine):
+    from zo2bench.report import claims_section, documents
+
+    return claims_section.summary_table(documents.load(results.root, {machine: _analysis(results, machine)}),
+                                        machine)
+
 # name -> (what it shows, function(results, machine) -> Table); `zo2bench report tables` fills markers with them
 TABLES = {
     "machines": ("the machines results exist for", lambda res, m: machines(res)),
@@ -107,5 +114,6 @@ TABLES = {
     "crossover": ("where zo2 is as fast as mezo", lambda res, m: ft.crossovers(_analysis(res, m))),
     "projections": ("fits carried to 66B-1T, marked as projections", lambda res, m: ft.projections(_analysis(res, m))),
     "energy": ("GPU energy per token", lambda res, m: ft.energy(_analysis(res, m))),
+    "claims": ("verdict counts per document section", lambda res, m: _claims(res, m)),
 }
 MACHINE_FREE = {"machines"}
