@@ -90,9 +90,9 @@ def throughput_scaling(session):
     _sweep(session, "throughput_scaling")
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def report(session):
     """The reports from results/ into reports/: an index and one page per series, HTML and Markdown
     (arguments after `--` go to `zo2bench report`, e.g. `-- --out /tmp/reports` or `-- tables --check`)."""
-    _install(session)
-    session.run("zo2bench", "report", *session.posargs)
+    env = _env(session)
+    session.run(str(BIN / "zo2bench"), "report", *session.posargs, env=env, external=True)
