@@ -45,6 +45,7 @@ from zo2bench import catalog
 from zo2bench.analysis import exact
 from zo2bench.bench import floors as fl
 from zo2bench.catalog import ModelSpec
+from zo2bench.config import DTYPE_BYTES
 from zo2bench.errors import UserError
 
 INF = math.inf
@@ -102,7 +103,7 @@ class Shape:
 
     @property
     def bpp(self) -> int:
-        return fl.BYTES_PER_PARAM[self.dtype]
+        return DTYPE_BYTES[self.dtype]
 
     @property
     def weight_bytes(self) -> float:
