@@ -32,13 +32,16 @@ def parse_size(text: str, what: str) -> float:
 
 def register(sub) -> None:
     p = sub.add_parser("plan", help="what fits a GPU and host memory, and how fast (predicted from the fits)")
-    p.add_argument("--gpu-memory", required=True, help="GPU memory, e.g. 24GiB (binary) or 24GB (decimal)")
-    p.add_argument("--host-memory", required=True, help="host memory, e.g. 256GiB")
+    p.add_argument("--gpu-memory", required=True,
+                   help="GPU memory, e.g. 24GiB (binary) or 24GB (decimal); required, no default")
+    p.add_argument("--host-memory", required=True, help="host memory, e.g. 256GiB; required, no default")
     link = p.add_mutually_exclusive_group()
-    link.add_argument("--link-gbps", type=float, help="host-device link, GB/s (10^9 B/s) each way")
-    link.add_argument("--calibration", help="a `zo2bench calibrate` record of the target machine")
+    link.add_argument("--link-gbps", type=float, help="host-device link, GB/s (10^9 B/s) each way "
+                      "(default: the measured machine's calibrated link)")
+    link.add_argument("--calibration", help="a `zo2bench calibrate` record of the target machine "
+                      "(default: the measured machine's calibration)")
     p.add_argument("--results", default="results", help="results folder holding the measured rows")
-    p.add_argument("--machine", help="the measured machine whose fits to use (default: the only one)")
+    p.add_argument("--machine", help="the measured machine whose fits to use (default: the only one with rows)")
     p.add_argument("--models", help="comma-separated models (default: OPT-125M to the documents' 1T shape)")
     p.set_defaults(func=main)
 

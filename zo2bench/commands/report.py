@@ -14,8 +14,8 @@ import sys
 def register(sub) -> None:
     p = sub.add_parser("report", help="render the reports, or regenerate the tables in README.md and docs/")
     p.add_argument("what", nargs="?", choices=["tables"], help="'tables': the marked tables of README.md and docs/")
-    p.add_argument("--results", default="results", help="results folder (default: results)")
-    p.add_argument("--out", default="reports", help="where the reports go (default: reports)")
+    p.add_argument("--results", default="results", help="results folder")
+    p.add_argument("--out", default="reports", help="where the reports go")
     p.add_argument("--check", action="store_true", help="with 'tables': change nothing, exit 1 if a table is stale")
     p.add_argument("--root", default=".", help="with 'tables': the folder holding README.md and docs/")
     p.add_argument("--list", action="store_true", help="with 'tables': list the table names and exit")
