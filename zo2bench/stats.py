@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import random
-from functools import lru_cache
+from functools import cache
 
 
 def _check(values, what: str = "values") -> list[float]:
@@ -91,7 +91,7 @@ def _ranks(values: list[float]) -> tuple[list[float], list[int]]:
     return ranks, ties
 
 
-@lru_cache(maxsize=None)
+@cache
 def _u_counts(m: int, n: int) -> tuple[int, ...]:
     """How many of the C(m+n, m) orderings give each U = 0..m*n (no ties)."""
     if m == 0 or n == 0:
