@@ -67,9 +67,11 @@ def _env(session, *extras: str) -> dict:
 
 @nox.session(venv_backend="none")
 def tests(session):
-    """Lint, then the test suite (CPU; GPU tests are skipped where there is no GPU)."""
+    """Lint, the result tables of README.md and docs/ against the rows behind them, then the test suite
+    (CPU; GPU tests are skipped where there is no GPU)."""
     env = _env(session, "test")
     session.run(str(BIN / "ruff"), "check", ".", env=env, external=True)
+    session.run(str(BIN / "zo2bench"), "report", "tables", "--check", env=env, external=True)
     session.run(str(BIN / "pytest"), "-q", *session.posargs, env=env, external=True)
 
 

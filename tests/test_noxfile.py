@@ -68,13 +68,14 @@ def test_first_session_builds_torch_first_then_reruns_reuse(noxfile):
     assert any("reusing" in line for line in again.logs)
 
 
-def test_tests_session_adds_its_extra_once_then_lints_before_pytest(noxfile):
+def test_tests_session_adds_its_extra_once_then_lints_and_checks_tables_before_pytest(noxfile):
     noxfile.memory_scaling(FakeSession())
     s = FakeSession(["-k", "cli"])
     noxfile.tests(s)
     assert pip_installs(s) == [["torch==2.13.0"], ["-e", ".[test]"]] and len(noxfile.created) == 1
     tools = [Path(c[0]).name for c in s.commands if "pip" not in c]
-    assert tools == ["ruff", "pytest"] and s.commands[-1][-2:] == ["-k", "cli"]
+    assert tools == ["ruff", "zo2bench", "pytest"] and s.commands[-1][-2:] == ["-k", "cli"]
+    assert s.commands[1][1:] == ["report", "tables", "--check"]
     s2 = FakeSession()
     noxfile.tests(s2)
     noxfile.memory_scaling(s2)

@@ -25,7 +25,7 @@ def memory_measured(a) -> Table:
         body.append(row(c["model"], params_text(spec_of(c["model"]).n_params()), c["mode"],
                         *[Cell(gib(memory_value(r, v)), source=r.source) for v in VIEWS], row_cell(r)))
     return Table(f"Peak memory measured on {a.machine} (fp16, batch 1, T 2048), GiB",
-                 ("model", "params", "mode", *[VIEWS[v][1] for v in VIEWS], "row"), tuple(body),
+                 ("model", "params", "mode", *[f"{VIEWS[v][1]} GiB" for v in VIEWS], "row"), tuple(body),
                  ("Peaks over the whole run (build, warm-up and measured steps). GiB = 2^30 bytes.",),
                  (False, True, False, True, True, True, True, True, False))
 
