@@ -19,7 +19,7 @@ from zo2bench import __version__
 from zo2bench.errors import UserError
 
 # Each module defines register(subparsers); the parser it adds sets `func` (args -> exit status).
-COMMANDS = ["list", "run", "calibrate", "sweep", "results", "bench-step", "report", "plan"]
+COMMANDS = ["list", "run", "calibrate", "sweep", "results", "bench-step", "report", "plan", "compare", "ab"]
 SIGPIPE_EXIT = 128 + 13  # what a shell reports for a process that a closed pipe ended
 
 

@@ -1,0 +1,225 @@
+"""The regression check, step by step: what `nox -s regression` runs after the GPU test tier.
+
+    python -m zo2bench.regression.session                         # run, compare with the stored baseline
+    python -m zo2bench.regression.session --base origin/main      # + A/B against that commit (time gate)
+    python -m zo2bench.regression.session --update-baseline       # store this run as the class's baseline
+    ZO2BENCH_REGRESSION_BASE=origin/main python -m zo2bench.regression.session
+
+1. The regression series (experiments/regression.toml; profile gpu with CUDA, else cpu): with a base
+   commit as an A/B of it against HEAD (ab.py), which then is the time check; without one as a plain
+   sweep of the working tree.
+2. This run against results/baselines/<hardware class>/: memory, status and digest (and time when there
+   was no A/B: a baseline may come from another runner of the class, at another time of day). With no
+   baseline for the class it says so and stores this run as the baseline.
+3. The pytest-benchmark microbenchmarks, stored beside the baseline, compared with --benchmark-compare-fail.
+4. Everything under --out (default .regression/<UTC>/): the rows, each comparison as text, markdown and
+   JSON, and summary.md for $GITHUB_STEP_SUMMARY.
+
+Exit status: 1 when the A/B, the baseline comparison or the microbenchmarks found a regression (with
+--update-baseline or no baseline yet, the baseline comparison is shown but does not fail the run), 2 on
+bad input, else 0. A baseline names a clean commit: a run from a working tree with changes is not stored.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from zo2bench.errors import UserError
+from zo2bench.regression import baseline as store
+from zo2bench.regression import hwclass
+from zo2bench.regression.compare import CHECKS, Gates, compare, load_side
+from zo2bench.regression.render import render
+
+MICROBENCH_FILES = ("benchmarks/test_microbench.py", "tests/test_microbench.py")  # the first that exists
+
+
+@dataclass
+class Options:
+    base: str | None = None                  # commit for the A/B (default $ZO2BENCH_REGRESSION_BASE; none: no A/B)
+    update_baseline: bool = False            # store this run as the hardware class's baseline
+    profile: str | None = None               # of the experiment; default gpu with CUDA, else cpu
+    experiment: str = "experiments/regression.toml"
+    baselines: str = "results/baselines"     # one folder per hardware class below it
+    out: str | None = None                   # default .regression/<UTC>
+    microbench: str | None = None            # the pytest-benchmark file; default the first of MICROBENCH_FILES
+    microbench_fail: str = "median:10%"      # --benchmark-compare-fail; microbenchmarks run seconds, not minutes
+    gates: Gates = dataclasses.field(default_factory=Gates)
+
+
+def parse(argv: list[str] | None) -> Options:
+    p = argparse.ArgumentParser(prog="python -m zo2bench.regression.session", description=__doc__.split("\n")[0])
+    p.add_argument("--base", default=os.environ.get("ZO2BENCH_REGRESSION_BASE") or None,
+                   help="A/B of HEAD against this commit (default $ZO2BENCH_REGRESSION_BASE)")
+    p.add_argument("--update-baseline", action="store_true", help="store this run as the class's baseline")
+    p.add_argument("--profile", help="profile of the experiment (default gpu with CUDA, else cpu)")
+    p.add_argument("--experiment", default=Options.experiment)
+    p.add_argument("--baselines", default=Options.baselines, help="folder of the stored baselines")
+    p.add_argument("--out", help="folder for this run's rows and comparisons (default .regression/<UTC>)")
+    p.add_argument("--microbench", help=f"pytest-benchmark file, or 'none' (default: {' or '.join(MICROBENCH_FILES)})")
+    p.add_argument("--microbench-fail", default=Options.microbench_fail, help="--benchmark-compare-fail value")
+    p.add_argument("--time-pct", type=float, default=Gates.time_pct, help="step-time gate in percent")
+    p.add_argument("--memory-pct", type=float, default=Gates.memory_pct, help="memory gate in percent")
+    p.add_argument("--memory-floor-mib", type=float, default=Gates.memory_floor_mib, help="memory gate floor, MiB")
+    a = p.parse_args(argv)
+    gates = Gates(memory_pct=a.memory_pct, memory_floor_mib=a.memory_floor_mib, time_pct=a.time_pct)
+    return Options(a.base, a.update_baseline, a.profile, a.experiment, a.baselines, a.out, a.microbench,
+                   a.microbench_fail, gates)
+
+
+def say(*parts, stream=None) -> None:
+    print("zo2bench regression:", *parts, file=stream or sys.stderr, flush=True)
+
+
+def this_machine() -> dict:
+    import torch
+
+    from zo2bench.probes.fingerprint import fingerprint
+
+    return fingerprint("cuda:0" if torch.cuda.is_available() else None)
+
+
+def run_series(opts: Options, out: Path) -> tuple[Path, dict | None]:
+    """The series once (no base) or as an A/B; returns the candidate's rows folder and the A/B comparison."""
+    if opts.base:
+        from zo2bench.regression.ab import run_ab
+
+        run = run_ab(".", opts.base, "HEAD", experiment=opts.experiment, profile=opts.profile, out_dir=out / "ab")
+        plan = run["plan"]
+        report = compare(load_side(run["base_dir"], f"base {opts.base} ({plan['base']['commit'][:12]})"),
+                         load_side(run["head_dir"], f"HEAD ({plan['head']['commit'][:12]})"), opts.gates)
+        report["ab"] = plan
+        return run["head_dir"], report
+    from zo2bench.experiments.runner import sweep
+    from zo2bench.experiments.spec import load
+
+    sweep(load(opts.experiment), profile=opts.profile, results_dir=out / "run", force=True)
+    return out / "run", None
+
+
+def run_microbench(opts: Options, storage: Path, out: Path, compare_to_stored: bool, save_as: str | None) -> dict:
+    """pytest-benchmark on the microbenchmark file; {"status": ok|regressed|failed|skipped, "note", "log"}."""
+    path = opts.microbench or next((f for f in MICROBENCH_FILES if Path(f).is_file()), None)
+    if path in (None, "none"):
+        return {"status": "skipped", "note": "no microbenchmark file"}
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", path, "--benchmark-only",
+            f"--benchmark-storage=file://{storage.resolve()}",
+            f"--benchmark-json={(out / 'microbench.json').resolve()}",
+            "--benchmark-columns=median,iqr,rounds"]
+    if compare_to_stored:
+        args += ["--benchmark-compare"] + ([] if save_as else [f"--benchmark-compare-fail={opts.microbench_fail}"])
+    if save_as:
+        args.append(f"--benchmark-save={save_as}")
+    say("microbenchmarks:", " ".join(args[2:]))
+    proc = subprocess.run(args, capture_output=True, text=True)
+    log = proc.stdout + proc.stderr
+    (out / "microbench.log").write_text(log)
+    sys.stderr.write(proc.stdout)
+    if proc.returncode == 0:
+        note = f"within {opts.microbench_fail} of the stored run" if compare_to_stored and not save_as else \
+            "no stored run to compare with" if not compare_to_stored else "compared (not gated: storing a new baseline)"
+        return {"status": "ok", "note": note}
+    if "Performance has regressed" in log:
+        lines = [ln.strip() for ln in log.splitlines() if "compare-fail" in ln or "Field " in ln]
+        return {"status": "regressed", "note": "; ".join(lines[:6]) or "see microbench.log"}
+    return {"status": "failed", "note": f"pytest exited {proc.returncode}; see {out / 'microbench.log'}"}
+
+
+def _has_stored_microbench(storage: Path) -> bool:
+    try:
+        from pytest_benchmark.utils import get_machine_id
+    except ImportError:
+        return False
+    return any((storage / get_machine_id()).glob("[0-9][0-9][0-9][0-9]_*.json"))
+
+
+def write_report(report: dict, out: Path, name: str) -> None:
+    for fmt, ext in (("text", "txt"), ("markdown", "md"), ("json", "json")):
+        (out / f"{name}.{ext}").write_text(render(report, fmt))
+
+
+def run(opts: Options, series=run_series, microbench=run_microbench, fp: dict | None = None) -> int:
+    """The steps above; `series` and `microbench` are the real runners unless a test injects others."""
+    fp = fp or this_machine()
+    cls = hwclass.hardware_class(fp)
+    if opts.update_baseline and not opts.base and (fp.get("git_dirty") or not fp.get("git_commit")):
+        raise UserError("--update-baseline: the working tree has uncommitted changes (or no commit is known), and a "
+                        "baseline names the commit that made it; commit first (or give --base to run commits)")
+    out = Path(opts.out or Path(".regression") / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+    out.mkdir(parents=True, exist_ok=True)
+    bdir = store.baseline_dir(opts.baselines, cls)
+    meta = store.load_meta(bdir)
+    say(f"hardware class {hwclass.class_name(cls)}: {hwclass.describe(cls)}")
+    say(f"baseline: {bdir} (commit {meta['commit'][:12]}, stored {meta['stored_utc']})" if meta else
+        f"baseline: none for this hardware class under {bdir}; this run will be stored as one")
+    if meta and opts.profile and meta.get("profiles") and opts.profile not in meta["profiles"]:
+        raise UserError(f"the baseline in {bdir} is of profile {', '.join(meta['profiles'])}, this run would be "
+                        f"'{opts.profile}'; give that profile, or --update-baseline to replace it")
+
+    candidate, ab_report = series(opts, out)
+    sections, failed = [], []
+    if ab_report is not None:
+        write_report(ab_report, out, "ab-comparison")
+        sys.stdout.write(render(ab_report, "text") + "\n")
+        sections.append(render(ab_report, "markdown").replace("zo2bench compare", "A/B against the base commit", 1))
+        failed += ["the A/B"] if ab_report["exit_status"] else []
+
+    storing = opts.update_baseline or meta is None
+    commit = None
+    if storing:
+        try:
+            commit = store.check_storable(candidate, cls)
+        except UserError as e:
+            say(f"not stored as the baseline: {e}")
+            sections.append(f"**Baseline not stored:** {e}\n")
+    if meta is not None:
+        checks = tuple(c for c in CHECKS if c != "time") if ab_report is not None else CHECKS
+        report = compare(load_side(bdir, f"stored baseline (commit {meta['commit'][:12]})"),
+                         load_side(candidate, "this run"), dataclasses.replace(opts.gates, checks=checks))
+        write_report(report, out, "baseline-comparison")
+        sys.stdout.write(render(report, "text") + "\n")
+        sections.append(render(report, "markdown").replace("zo2bench compare", "Against the stored baseline", 1))
+        if report["exit_status"] and not opts.update_baseline:
+            failed.append("the baseline comparison")
+
+    storage = store.microbench_dir(bdir)
+    mb = microbench(opts, storage, out, compare_to_stored=_has_stored_microbench(storage),
+                    save_as=commit[:12] if commit else None)
+    sections.append(f"### Microbenchmarks: {mb['status']}\n\n{mb.get('note', '')}\n")
+    if mb["status"] in ("regressed", "failed"):
+        failed.append(f"the microbenchmarks ({mb['status']})")
+
+    if commit:
+        meta_new = store.store(candidate, bdir, cls, source="zo2bench.regression.session" +
+                               (f" (A/B head against {opts.base})" if opts.base else ""))
+        store.prune_microbench(bdir)
+        say(f"stored this run as the baseline of {hwclass.class_name(cls)}: {bdir} (commit {meta_new['commit'][:12]}, "
+            f"{meta_new['row_count']} rows); commit that folder to keep it")
+    verdict = ("REGRESSION in " + " and ".join(failed)) if failed else "no regression"
+    summary = [f"## zo2bench regression: {verdict}", "", f"Hardware class `{hwclass.class_name(cls)}`: "
+               f"{hwclass.describe(cls)}", ""] + sections
+    if meta is None:
+        summary.insert(4, f"No baseline for this hardware class under `{bdir}` before this run.\n")
+    (out / "summary.md").write_text("\n".join(summary) + "\n")
+    say(f"{verdict}; comparisons and summary.md under {out}")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(parse(argv))
+    except UserError as e:
+        print(f"zo2bench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("zo2bench regression: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
