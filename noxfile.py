@@ -98,3 +98,21 @@ def report(session):
     (arguments after `--` go to `zo2bench report`, e.g. `-- --out /tmp/reports` or `-- tables --check`)."""
     env = _env(session)
     session.run(str(BIN / "zo2bench"), "report", *session.posargs, env=env, external=True)
+
+
+@nox.session(venv_backend="none")
+def regression(session):
+    """Regression checks (docs/regression.md): the GPU test tier, the regression series (as an A/B against
+    a base commit when one is given), the baseline stored for this hardware class, the microbenchmarks.
+
+        nox -s regression                            # against results/baselines/<class>/ (stored if none)
+        nox -s regression -- --base origin/main      # or: -- origin/main, or ZO2BENCH_REGRESSION_BASE=origin/main
+        nox -s regression -- --update-baseline       # store this run as the class's baseline
+
+    Other arguments after `--` go to `python -m zo2bench.regression.session` (its --help lists them).
+    Without a GPU: the cpu profile against a CPU class's baseline, step time shown but not gated.
+    """
+    env = _env(session, "test")
+    # Exit status 5: no test selected (a tree without GPU tests); without CUDA the GPU tier is skipped.
+    session.run(str(BIN / "pytest"), "-q", "-m", "gpu", env=env, external=True, success_codes=[0, 5])
+    session.run(str(BIN / "python"), "-m", "zo2bench.regression.session", *session.posargs, env=env, external=True)

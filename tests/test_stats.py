@@ -6,7 +6,17 @@ import math
 
 import pytest
 
-from zo2bench.stats import mann_whitney, median, quantile, ratio_ci, summarize
+from zo2bench.stats import (
+    geomean,
+    mann_whitney,
+    median,
+    quantile,
+    ratio_ci,
+    ratio_ci_welch,
+    summarize,
+    t_quantile,
+    t_sf,
+)
 
 
 def test_summarize_even_count():
@@ -93,3 +103,36 @@ def test_ratio_ci_edge_cases():
         ratio_ci([1.0], [0.0])
     with pytest.raises(ValueError, match="at least one value"):
         ratio_ci([], [1.0])
+
+
+def test_t_distribution_against_printed_tables():
+    # Student's t tables: t(0.975; 1) = 12.706, t(0.975; 8) = 2.306, t(0.995; 4) = 4.604, t(0.975; 1000) = 1.962
+    for p, df, t in ((0.975, 1, 12.706), (0.975, 8, 2.306), (0.995, 4, 4.604), (0.975, 1000, 1.962)):
+        assert t_quantile(p, df) == pytest.approx(t, abs=5e-4)
+        assert t_sf(t, df) == pytest.approx(1 - p, abs=2e-5)
+    assert t_quantile(0.025, 8) == pytest.approx(-2.306, abs=5e-4) and t_sf(0.0, 3.5) == pytest.approx(0.5)
+    assert t_sf(1.0, 1) == pytest.approx(0.25)  # Cauchy: P(T > 1) = 1/4 exactly
+
+
+def test_ratio_ci_welch_worked_by_hand():
+    # logs: a = {ln 2 + ln 1.1, ln 2 - ln 1.1}, b = {ln 1 +- ln 1.1}: equal spreads, so df = 2, and the
+    # ratio of geometric means is exactly 2; se = sqrt(2 * (2 ln(1.1)^2 / 1) / 2) = sqrt(2) ln 1.1
+    a, b = [2.2, 2 / 1.1], [1.1, 1 / 1.1]
+    r = ratio_ci_welch(a, b, confidence=0.95)
+    se = math.sqrt(2) * math.log(1.1)
+    assert r["ratio"] == pytest.approx(2.0) and r["df"] == pytest.approx(2.0)
+    assert r["low"] == pytest.approx(2 * math.exp(-4.303 * se), rel=1e-3)  # t(0.975; 2) = 4.303
+    assert r["high"] == pytest.approx(2 * math.exp(4.303 * se), rel=1e-3)
+    assert r["p"] == pytest.approx(2 * t_sf(math.log(2) / se, 2))
+
+
+def test_ratio_ci_welch_edges():
+    flat = ratio_ci_welch([3.0, 3.0], [1.0, 1.0])  # no spread at all: the interval collapses, p says "changed"
+    assert flat["ratio"] == flat["low"] == flat["high"] == pytest.approx(3.0) and (flat["df"], flat["p"]) == (None, 0.0)
+    with pytest.raises(ValueError, match="two values a side"):
+        ratio_ci_welch([1.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="positive"):
+        ratio_ci_welch([1.0, 0.0], [1.0, 2.0])
+    wide = ratio_ci_welch([1.0, 1.5, 0.7], [1.0, 1.4, 0.8])
+    assert wide["low"] < 1 < wide["high"] and wide["p"] > 0.5
+    assert geomean([1, 4, 16]) == pytest.approx(4.0)

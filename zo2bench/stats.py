@@ -3,11 +3,14 @@
     summarize([1.2, 1.1, 1.3])          # {"n", "median", "q1", "q3", "iqr", "min", "max", "mean", "stdev"}
     ratio_ci(new_times, old_times)      # {"ratio": median(new)/median(old), "low", "high", "confidence", ...}
     mann_whitney(new_times, old_times)  # {"u", "p", "z", "method"}: do the two samples differ?
-    ratio_ci_runs([[...run 1 steps], [...run 2]], [[...], [...]])   # ratio_ci for steps grouped in runs
+    ratio_ci_welch(new_run_medians, old_run_medians)   # ratio of geometric means, Welch t interval on logs
 
 Pure Python, no numpy or scipy, and deterministic: the bootstrap draws from a fixed seed. Benchmarks
 repeat a handful of times and timings have long right tails (a GC pause, a page fault), so the
-median and quartiles lead and comparisons are rank-based or bootstrapped, not t-tests.
+median and quartiles lead and comparisons of steps are rank-based or bootstrapped, not t-tests. Runs
+(processes) differ from each other by more than their steps do; reduced to one median each, a handful
+of runs per side is compared with Welch's t on the logarithms (ratio_ci_welch), whose interval widens
+for few runs where a bootstrap over five runs cannot.
 """
 from __future__ import annotations
 
@@ -38,6 +41,13 @@ def quantile(values, q: float) -> float:
 
 def median(values) -> float:
     return quantile(values, 0.5)
+
+
+def geomean(values) -> float:
+    vals = _check(values)
+    if min(vals) <= 0:
+        raise ValueError(f"geomean: values must be positive, got {min(vals)}")
+    return math.exp(sum(math.log(v) for v in vals) / len(vals))
 
 
 def summarize(values) -> dict:
@@ -75,49 +85,80 @@ def ratio_ci(a, b, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) 
             "confidence": confidence, "n_a": len(a), "n_b": len(b), "n_boot": n_boot, "seed": seed}
 
 
-def _median_sorted(s: list[float]) -> float:
-    n = len(s)
-    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+def _betacf(a: float, b: float, x: float) -> float:
+    """The continued fraction of the incomplete beta function (modified Lentz; Numerical Recipes 6.4)."""
+    tiny = 1e-300
+    clamp = lambda v: v if abs(v) > tiny else tiny
+    c, d = 1.0, 1.0 / clamp(1.0 - (a + b) * x / (a + 1.0))
+    h = d
+    for m in range(1, 1000):
+        for aa in (m * (b - m) * x / ((a - 1.0 + 2 * m) * (a + 2 * m)),
+                   -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 1.0 + 2 * m))):
+            d = 1.0 / clamp(1.0 + aa * d)
+            c = clamp(1.0 + aa / c)
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
 
 
-def ratio_ci_runs(a_runs, b_runs, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) -> dict:
-    """ratio_ci for values that come in runs (the steps of one process): a two-stage bootstrap.
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b)."""
+    if x <= 0.0 or x >= 1.0:
+        return 0.0 if x <= 0.0 else 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
 
-    The steps of one process share its state (clocks, allocator, where its pages landed), so they are not
-    independent draws, and a step-level bootstrap would be too sure of itself when runs differ. Each
-    replicate draws the runs with replacement, then the values within each drawn run, and pools them.
-    This is on the conservative side (the interval is if anything too wide). With one run per side it is
-    the step-level bootstrap; with a few runs the interval stays about as wide as the runs disagree.
-    "ratio" is the median of all of a's values over the median of all of b's.
+
+def t_sf(t: float, df: float) -> float:
+    """P(T > t) for Student's t with df degrees of freedom (df may be fractional, as Welch's is)."""
+    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
+    return tail if t >= 0 else 1.0 - tail
+
+
+def t_quantile(p: float, df: float) -> float:
+    """The t with P(T <= t) = p (bisection on t_sf: exact to ~1e-12, fast enough for a few hundred calls)."""
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"t_quantile p must be in (0, 1), got {p}")
+    if p < 0.5:
+        return -t_quantile(1.0 - p, df)
+    lo, hi = 0.0, 1.0
+    while t_sf(hi, df) > 1.0 - p:
+        hi *= 2.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if t_sf(mid, df) > 1.0 - p else (lo, mid)
+    return (lo + hi) / 2
+
+
+def ratio_ci_welch(a, b, confidence: float = 0.95) -> dict:
+    """The ratio of the geometric means of a and b (positive values, e.g. each run's median step time),
+    with Welch's t interval on the log scale and its two-sided p for "no change".
+
+    For a few runs a side: a bootstrap over five runs cannot draw anything wider than the runs it has and
+    is too sure of itself; the t distribution widens the interval for the few degrees of freedom there are.
     """
-    a_runs = [_check(r, "a run") for r in a_runs]
-    b_runs = [_check(r, "b run") for r in b_runs]
-    if not a_runs or not b_runs:
-        raise ValueError("ratio_ci_runs: need at least one run on each side")
+    a, b = _check(a, "a"), _check(b, "b")
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"ratio_ci_welch: need at least two values a side, got {len(a)} and {len(b)}")
+    if min(a + b) <= 0:
+        raise ValueError("ratio_ci_welch: values must be positive (it works on their logarithms)")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    mb = median([v for r in b_runs for v in r])
-    if mb == 0:
-        raise ValueError("ratio_ci_runs: median of b is 0, the ratio is undefined")
-    rng = random.Random(seed)
-
-    def draw(runs):
-        pooled = []
-        for run in rng.choices(runs, k=len(runs)):
-            pooled += rng.choices(run, k=len(run))
-        pooled.sort()
-        return _median_sorted(pooled)
-
-    ratios = []
-    for _ in range(n_boot):
-        ma_star, mb_star = draw(a_runs), draw(b_runs)
-        if mb_star != 0:
-            ratios.append(ma_star / mb_star)
-    tail = (1.0 - confidence) / 2
-    return {"ratio": median([v for r in a_runs for v in r]) / mb, "low": quantile(ratios, tail),
-            "high": quantile(ratios, 1.0 - tail), "confidence": confidence, "runs_a": len(a_runs),
-            "runs_b": len(b_runs), "n_a": sum(map(len, a_runs)), "n_b": sum(map(len, b_runs)),
-            "n_boot": n_boot, "seed": seed}
+    la, lb = [math.log(v) for v in a], [math.log(v) for v in b]
+    ma, mb = sum(la) / len(la), sum(lb) / len(lb)
+    wa = sum((v - ma) ** 2 for v in la) / (len(la) - 1) / len(la)  # squared standard error of each mean
+    wb = sum((v - mb) ** 2 for v in lb) / (len(lb) - 1) / len(lb)
+    diff, se = ma - mb, math.sqrt(wa + wb)
+    out = {"ratio": math.exp(diff), "confidence": confidence, "n_a": len(a), "n_b": len(b)}
+    if se == 0:  # every value alike on both sides: nothing to widen the interval with
+        return {**out, "low": out["ratio"], "high": out["ratio"], "df": None, "p": 1.0 if diff == 0 else 0.0}
+    df = (wa + wb) ** 2 / (wa ** 2 / (len(la) - 1) + wb ** 2 / (len(lb) - 1))  # Welch-Satterthwaite
+    half = t_quantile(1.0 - (1.0 - confidence) / 2, df) * se
+    return {**out, "low": math.exp(diff - half), "high": math.exp(diff + half), "df": df,
+            "p": min(1.0, 2 * t_sf(abs(diff) / se, df))}
 
 
 def _ranks(values: list[float]) -> tuple[list[float], list[int]]:

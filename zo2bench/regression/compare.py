@@ -16,8 +16,10 @@ dtype, batch, seq); its runs are its repeats. The gates, per cell:
 - memory, per view (torch allocated and reserved, NVML process, host RSS, pinned host), the peak over
   the build, warm-up and measured phases, median over runs: worse when the candidate is more than
   max(memory_pct of the baseline, memory_floor_mib) above it, better when as far below.
-- time: measured step seconds of all runs, with a two-stage bootstrap interval on the ratio of the
-  medians (stats.ratio_ci_runs). Worse when the ratio is above 1 + time_pct and the whole interval is
+- time: each run (process) reduced to its median measured step; with two or more runs a side, the
+  ratio of the geometric means of those medians and Welch's t interval on their logarithms
+  (stats.ratio_ci_welch), at 1 - (1 - confidence)/m for m cells compared (Bonferroni); with one run a
+  side, a bootstrap of the steps. Worse when the ratio is above 1 + time_pct and the whole interval is
   above 1; a change the interval cannot tell from no change is "same", whatever its size.
 - digest: final_params_sha256 for the same seed and configuration. Worse when it changed (the training
   trajectory changed) or the candidate's runs disagree with each other; not comparable when the
@@ -48,8 +50,10 @@ class Gates:
     memory_pct: float = 2.0        # a memory view is worse past this share of the baseline ...
     memory_floor_mib: float = 64.0  # ... or this many MiB, whichever is larger (allocator rounding, sampling)
     time_pct: float = 5.0          # step time: the smallest slowdown reported, when outside the noise
-    confidence: float = 0.95       # of the bootstrap interval on the ratio of median step times
-    n_boot: int = 2000             # bootstrap replicates (seeded: the same rows give the same verdict)
+    confidence: float = 0.95       # of the step-time intervals of the whole comparison: with m cells each
+                                   # interval is at 1 - 0.05/m (Bonferroni), so 12 unchanged cells raise
+                                   # a false alarm in under 5% of comparisons, not in nearly half
+    n_boot: int = 2000             # bootstrap replicates, one run a side (seeded: same rows, same verdict)
     checks: tuple = CHECKS         # the gates applied; rows of the others say "not gated"
 
     def __post_init__(self):
@@ -130,10 +134,13 @@ def compare(base: Side, cand: Side, gates: Gates = Gates(), allow_different_hard
                         f"their times and memory are not comparable (--allow-different-hardware compares anyway)")
     b_cells, c_cells = _cells(base.rows), _cells(cand.rows)
     series = {k[0] for k in [*b_cells, *c_cells]}
+    ok = lambda rows: any(r.get("status") == "ok" for r in rows)
+    m = sum(ok(b_cells[k]) and ok(c_cells.get(k, [])) for k in b_cells)
+    per_cell = 1 - (1 - gates.confidence) / max(m, 1)
     out = []
     for ident in dict.fromkeys([*b_cells, *c_cells]):
         label = cell_label(ident, with_series=len(series) > 1)
-        rows = _compare_cell(b_cells.get(ident, []), c_cells.get(ident, []), gates)
+        rows = _compare_cell(b_cells.get(ident, []), c_cells.get(ident, []), gates, per_cell)
         for r in rows:
             r["cell"] = label
             r["cell_id"] = dict(zip(("series", "model", "mode", "dtype", "batch", "seq"), ident))
@@ -154,7 +161,8 @@ def compare(base: Side, cand: Side, gates: Gates = Gates(), allow_different_hard
     return {"kind": "zo2bench_comparison", "schema_version": 1,
             "baseline": side_info(base, base_cls), "candidate": side_info(cand, cand_cls),
             "hardware": {"same_class": not diffs, "differences": [list(d) for d in diffs]},
-            "gates": dataclasses.asdict(gates), "counts": counts, "notes": notes, "rows": out,
+            "gates": {**dataclasses.asdict(gates), "cells_timed": m, "per_cell_confidence": per_cell},
+            "counts": counts, "notes": notes, "rows": out,
             "exit_status": 1 if counts["worse"] else 0}
 
 
@@ -191,7 +199,7 @@ def _config_diff(b_rows: list[dict], c_rows: list[dict]) -> list[str]:
             if values(b_rows, k) != values(c_rows, k)]
 
 
-def _compare_cell(b_rows: list[dict], c_rows: list[dict], g: Gates) -> list[dict]:
+def _compare_cell(b_rows: list[dict], c_rows: list[dict], g: Gates, confidence: float) -> list[dict]:
     if not c_rows:
         return [_row("cell", _status_text(b_rows), "missing", "worse", "the cell is not in the candidate")]
     if not b_rows:
@@ -212,7 +220,7 @@ def _compare_cell(b_rows: list[dict], c_rows: list[dict], g: Gates) -> list[dict
     if not b_ok or not c_ok:
         return out
     config = _config_diff(b_ok, c_ok)
-    cells = [_time(b_ok, c_ok, g), *_memory(b_ok, c_ok, g), _digest(b_ok, c_ok, config)]
+    cells = [_time(b_ok, c_ok, g, confidence), *_memory(b_ok, c_ok, g), _digest(b_ok, c_ok, config)]
     for r in cells:
         if r is not None:
             if config and r["metric"] != "params digest":
@@ -228,42 +236,48 @@ def _step_runs(rows: list[dict]) -> list[list[float]]:
 
 
 def _noise(runs: list[list[float]]) -> dict:
-    """How noisy one side was: IQR / median of its steps, and how far apart its runs' medians lie."""
+    """How noisy one side was: IQR / median of its steps, and how much its runs' medians vary."""
     pooled = [v for r in runs for v in r]
     s = stats.summarize(pooled)
     medians = [stats.median(r) for r in runs]
-    return {"median_s": s["median"], "steps": len(pooled), "runs": len(runs),
-            "iqr_pct": 100 * s["iqr"] / s["median"] if s["median"] else None,
-            "runs_spread_pct": 100 * (max(medians) - min(medians)) / s["median"] if s["median"] else None}
+    cv = stats.summarize(medians)["stdev"]
+    return {"median_s": s["median"], "steps": len(pooled), "runs": len(runs), "run_medians_s": medians,
+            "steps_iqr_pct": 100 * s["iqr"] / s["median"],
+            "runs_cv_pct": None if cv is None else 100 * cv / (sum(medians) / len(medians))}
 
 
-def _time(b_rows, c_rows, g: Gates) -> dict | None:
+def _time(b_rows, c_rows, g: Gates, confidence: float) -> dict | None:
+    """Two or more runs a side: Welch's t on the logs of the run medians; one run: a bootstrap of its steps."""
     b_runs, c_runs = _step_runs(b_rows), _step_runs(c_rows)
     if not b_runs and not c_runs:
         return None
     n_b, n_c = sum(map(len, b_runs)), sum(map(len, c_runs))
-    if n_b < MIN_TIME_SAMPLES or n_c < MIN_TIME_SAMPLES:
+    if n_b < MIN_TIME_SAMPLES or n_c < MIN_TIME_SAMPLES or min(v for r in b_runs + c_runs for v in r) <= 0:
         return _row("step time", stats.median([v for r in b_runs for v in r]) if b_runs else None,
                     stats.median([v for r in c_runs for v in r]) if c_runs else None, "not comparable",
                     f"too few measured steps for an interval ({n_b} vs {n_c}; need {MIN_TIME_SAMPLES} a side)",
                     unit="s")
     nb, nc = _noise(b_runs), _noise(c_runs)
-    ci = stats.ratio_ci_runs(c_runs, b_runs, confidence=g.confidence, n_boot=g.n_boot)
+    if len(b_runs) >= 2 and len(c_runs) >= 2:
+        ci = stats.ratio_ci_welch(nc["run_medians_s"], nb["run_medians_s"], confidence=confidence)
+        how, shown = "Welch t over runs", [stats.geomean(nb["run_medians_s"]), stats.geomean(nc["run_medians_s"])]
+    else:  # one process a side: what varies between processes is not measured, the interval is too narrow
+        ci = stats.ratio_ci([v for r in c_runs for v in r], [v for r in b_runs for v in r], confidence=confidence,
+                            n_boot=g.n_boot)
+        how, shown = "bootstrap of steps, one run a side: blind to run-to-run noise", [nb["median_s"], nc["median_s"]]
     limit = 1 + g.time_pct / 100
     if ci["ratio"] > limit and ci["low"] > 1:
         verdict, why = "worse", ""
     elif ci["ratio"] < 1 / limit and ci["high"] < 1:
         verdict, why = "better", ""
-    elif abs(ci["ratio"] - 1) * 100 > g.time_pct:
-        verdict, why = "same", "inside the noise; "
     else:
-        verdict, why = "same", ""
-    note = (f"{why}{round(100 * g.confidence)}% CI {_pct(ci['low'] - 1)}..{_pct(ci['high'] - 1)}; "
-            f"noise (step IQR / spread of run medians): baseline {nb['iqr_pct']:.1f}% / {nb['runs_spread_pct']:.1f}% "
-            f"of {nb['steps']} steps in {nb['runs']} runs, candidate {nc['iqr_pct']:.1f}% / "
-            f"{nc['runs_spread_pct']:.1f}% of {nc['steps']} in {nc['runs']}")
-    return _row("step time", nb["median_s"], nc["median_s"], verdict, note, change=ci["ratio"] - 1, unit="s",
-                detail={"ratio_ci": ci, "baseline_noise": nb, "candidate_noise": nc})
+        verdict, why = "same", "inside the noise; " if abs(ci["ratio"] - 1) * 100 > g.time_pct else ""
+    noise = lambda n: (f"steps {n['steps_iqr_pct']:.1f}%" + ("" if n["runs_cv_pct"] is None else
+                       f", runs {n['runs_cv_pct']:.1f}%") + f" ({n['runs']} x {n['steps'] // n['runs']})")
+    note = (f"{why}{100 * confidence:.3g}% CI {_pct(ci['low'] - 1)}..{_pct(ci['high'] - 1)} ({how}); "
+            f"noise (step IQR/median, run CV): baseline {noise(nb)}, candidate {noise(nc)}")
+    return _row("step time", shown[0], shown[1], verdict, note, change=ci["ratio"] - 1, unit="s",
+                detail={"ratio_ci": ci, "method": how, "baseline_noise": nb, "candidate_noise": nc})
 
 
 def _pct(x: float) -> str:

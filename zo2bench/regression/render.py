@@ -56,7 +56,8 @@ def headline(report: dict) -> str:
 def _gates(g: dict) -> str:
     parts = {"status": "status (missing cell, ok -> oom/error)",
              "memory": f"memory per view > max({g['memory_pct']:g}%, {g['memory_floor_mib']:g} MiB)",
-             "time": f"step time > {g['time_pct']:g}% with its {round(100 * g['confidence'])}% interval clear of 1",
+             "time": f"step time > {g['time_pct']:g}% with its interval clear of 1 ({100 * g['confidence']:.3g}% "
+                     f"over {g.get('cells_timed', 1)} cells: {100 * g.get('per_cell_confidence', 0):.3g}% each)",
              "digest": "parameter digest for the same seed and config"}
     return "; ".join(v for k, v in parts.items() if k in g["checks"]) or "none"
 

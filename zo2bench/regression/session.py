@@ -6,18 +6,19 @@
     ZO2BENCH_REGRESSION_BASE=origin/main python -m zo2bench.regression.session
 
 1. The regression series (experiments/regression.toml; profile gpu with CUDA, else cpu): with a base
-   commit as an A/B of it against HEAD (ab.py), which then is the time check; without one as a plain
-   sweep of the working tree.
-2. This run against results/baselines/<hardware class>/: memory, status and digest (and time when there
-   was no A/B: a baseline may come from another runner of the class, at another time of day). With no
-   baseline for the class it says so and stores this run as the baseline.
+   commit as an A/B of it against HEAD (ab.py), without one as a plain sweep of the working tree.
+2. This run against results/baselines/<hardware class>/: status, memory and digest, and step time when
+   there was no A/B (with one, the A/B is the time check: a stored baseline may come from another runner
+   of the class, at another time of day). With no baseline for the class it says so and stores this run.
 3. The pytest-benchmark microbenchmarks, stored beside the baseline, compared with --benchmark-compare-fail.
 4. Everything under --out (default .regression/<UTC>/): the rows, each comparison as text, markdown and
    JSON, and summary.md for $GITHUB_STEP_SUMMARY.
 
+Step time and the microbenchmarks are gated with a GPU only (--time-gate auto): on a CPU class, this
+project's shared CI machines, the same commit's step times moved tenfold minutes apart; they are shown.
 Exit status: 1 when the A/B, the baseline comparison or the microbenchmarks found a regression (with
---update-baseline or no baseline yet, the baseline comparison is shown but does not fail the run), 2 on
-bad input, else 0. A baseline names a clean commit: a run from a working tree with changes is not stored.
+--update-baseline the baseline comparison is shown and does not fail the run), 2 on bad input, else 0.
+A baseline names a clean commit: a run from a working tree with changes is not stored.
 """
 from __future__ import annotations
 
@@ -49,13 +50,15 @@ class Options:
     out: str | None = None                   # default .regression/<UTC>
     microbench: str | None = None            # the pytest-benchmark file; default the first of MICROBENCH_FILES
     microbench_fail: str = "median:10%"      # --benchmark-compare-fail; microbenchmarks run seconds, not minutes
+    time_gate: str = "auto"                  # on | off | auto: on with a GPU; off on a CPU class (shared CI
+                                             # runners: the same commit's step time moved 10x minutes apart)
     gates: Gates = dataclasses.field(default_factory=Gates)
 
 
 def parse(argv: list[str] | None) -> Options:
     p = argparse.ArgumentParser(prog="python -m zo2bench.regression.session", description=__doc__.split("\n")[0])
-    p.add_argument("--base", default=os.environ.get("ZO2BENCH_REGRESSION_BASE") or None,
-                   help="A/B of HEAD against this commit (default $ZO2BENCH_REGRESSION_BASE)")
+    p.add_argument("base_ref", nargs="?", metavar="BASE", help="the same as --base")
+    p.add_argument("--base", help="A/B of HEAD against this commit (default $ZO2BENCH_REGRESSION_BASE)")
     p.add_argument("--update-baseline", action="store_true", help="store this run as the class's baseline")
     p.add_argument("--profile", help="profile of the experiment (default gpu with CUDA, else cpu)")
     p.add_argument("--experiment", default=Options.experiment)
@@ -63,13 +66,18 @@ def parse(argv: list[str] | None) -> Options:
     p.add_argument("--out", help="folder for this run's rows and comparisons (default .regression/<UTC>)")
     p.add_argument("--microbench", help=f"pytest-benchmark file, or 'none' (default: {' or '.join(MICROBENCH_FILES)})")
     p.add_argument("--microbench-fail", default=Options.microbench_fail, help="--benchmark-compare-fail value")
+    p.add_argument("--time-gate", choices=("auto", "on", "off"), default="auto",
+                   help="gate step time and the microbenchmarks (auto: with a GPU only; shown either way)")
     p.add_argument("--time-pct", type=float, default=Gates.time_pct, help="step-time gate in percent")
     p.add_argument("--memory-pct", type=float, default=Gates.memory_pct, help="memory gate in percent")
     p.add_argument("--memory-floor-mib", type=float, default=Gates.memory_floor_mib, help="memory gate floor, MiB")
     a = p.parse_args(argv)
+    if a.base and a.base_ref and a.base != a.base_ref:
+        p.error(f"two base commits given: --base {a.base} and {a.base_ref}")
+    a.base = a.base or a.base_ref or os.environ.get("ZO2BENCH_REGRESSION_BASE") or None
     gates = Gates(memory_pct=a.memory_pct, memory_floor_mib=a.memory_floor_mib, time_pct=a.time_pct)
     return Options(a.base, a.update_baseline, a.profile, a.experiment, a.baselines, a.out, a.microbench,
-                   a.microbench_fail, gates)
+                   a.microbench_fail, a.time_gate, gates)
 
 
 def say(*parts, stream=None) -> None:
@@ -84,7 +92,11 @@ def this_machine() -> dict:
     return fingerprint("cuda:0" if torch.cuda.is_available() else None)
 
 
-def run_series(opts: Options, out: Path) -> tuple[Path, dict | None]:
+def _checks(opts: Options, gate_time: bool) -> tuple:
+    return CHECKS if gate_time else tuple(c for c in CHECKS if c != "time")
+
+
+def run_series(opts: Options, out: Path, gate_time: bool = True) -> tuple[Path, dict | None]:
     """The series once (no base) or as an A/B; returns the candidate's rows folder and the A/B comparison."""
     if opts.base:
         from zo2bench.regression.ab import run_ab
@@ -92,7 +104,8 @@ def run_series(opts: Options, out: Path) -> tuple[Path, dict | None]:
         run = run_ab(".", opts.base, "HEAD", experiment=opts.experiment, profile=opts.profile, out_dir=out / "ab")
         plan = run["plan"]
         report = compare(load_side(run["base_dir"], f"base {opts.base} ({plan['base']['commit'][:12]})"),
-                         load_side(run["head_dir"], f"HEAD ({plan['head']['commit'][:12]})"), opts.gates)
+                         load_side(run["head_dir"], f"HEAD ({plan['head']['commit'][:12]})"),
+                         dataclasses.replace(opts.gates, checks=_checks(opts, gate_time)))
         report["ab"] = plan
         return run["head_dir"], report
     from zo2bench.experiments.runner import sweep
@@ -102,7 +115,8 @@ def run_series(opts: Options, out: Path) -> tuple[Path, dict | None]:
     return out / "run", None
 
 
-def run_microbench(opts: Options, storage: Path, out: Path, compare_to_stored: bool, save_as: str | None) -> dict:
+def run_microbench(opts: Options, storage: Path, out: Path, compare_to_stored: bool, save_as: str | None,
+                   gate: bool = True) -> dict:
     """pytest-benchmark on the microbenchmark file; {"status": ok|regressed|failed|skipped, "note", "log"}."""
     path = opts.microbench or next((f for f in MICROBENCH_FILES if Path(f).is_file()), None)
     if path in (None, "none"):
@@ -112,7 +126,8 @@ def run_microbench(opts: Options, storage: Path, out: Path, compare_to_stored: b
             f"--benchmark-json={(out / 'microbench.json').resolve()}",
             "--benchmark-columns=median,iqr,rounds"]
     if compare_to_stored:
-        args += ["--benchmark-compare"] + ([] if save_as else [f"--benchmark-compare-fail={opts.microbench_fail}"])
+        args += ["--benchmark-compare"] + ([f"--benchmark-compare-fail={opts.microbench_fail}"] if gate and not save_as
+                                           else [])
     if save_as:
         args.append(f"--benchmark-save={save_as}")
     say("microbenchmarks:", " ".join(args[2:]))
@@ -121,8 +136,10 @@ def run_microbench(opts: Options, storage: Path, out: Path, compare_to_stored: b
     (out / "microbench.log").write_text(log)
     sys.stderr.write(proc.stdout)
     if proc.returncode == 0:
-        note = f"within {opts.microbench_fail} of the stored run" if compare_to_stored and not save_as else \
-            "no stored run to compare with" if not compare_to_stored else "compared (not gated: storing a new baseline)"
+        note = ("no stored run to compare with" if not compare_to_stored else
+                "compared (not gated: storing a new baseline)" if save_as else
+                "compared (not gated: time is not gated on this machine)" if not gate else
+                f"within {opts.microbench_fail} of the stored run")
         return {"status": "ok", "note": note}
     if "Performance has regressed" in log:
         lines = [ln.strip() for ln in log.splitlines() if "compare-fail" in ln or "Field " in ln]
@@ -152,6 +169,7 @@ def run(opts: Options, series=run_series, microbench=run_microbench, fp: dict | 
                         "baseline names the commit that made it; commit first (or give --base to run commits)")
     out = Path(opts.out or Path(".regression") / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
     out.mkdir(parents=True, exist_ok=True)
+    gate_time = opts.time_gate == "on" or (opts.time_gate == "auto" and bool(cls.get("gpu")))
     bdir = store.baseline_dir(opts.baselines, cls)
     meta = store.load_meta(bdir)
     say(f"hardware class {hwclass.class_name(cls)}: {hwclass.describe(cls)}")
@@ -161,7 +179,10 @@ def run(opts: Options, series=run_series, microbench=run_microbench, fp: dict | 
         raise UserError(f"the baseline in {bdir} is of profile {', '.join(meta['profiles'])}, this run would be "
                         f"'{opts.profile}'; give that profile, or --update-baseline to replace it")
 
-    candidate, ab_report = series(opts, out)
+    if not gate_time:
+        say("step time and the microbenchmarks are shown, not gated (--time-gate "
+            f"{opts.time_gate}{': no GPU' if opts.time_gate == 'auto' else ''})")
+    candidate, ab_report = series(opts, out, gate_time)
     sections, failed = [], []
     if ab_report is not None:
         write_report(ab_report, out, "ab-comparison")
@@ -178,7 +199,7 @@ def run(opts: Options, series=run_series, microbench=run_microbench, fp: dict | 
             say(f"not stored as the baseline: {e}")
             sections.append(f"**Baseline not stored:** {e}\n")
     if meta is not None:
-        checks = tuple(c for c in CHECKS if c != "time") if ab_report is not None else CHECKS
+        checks = _checks(opts, gate_time and ab_report is None)  # with an A/B, the A/B is the time check
         report = compare(load_side(bdir, f"stored baseline (commit {meta['commit'][:12]})"),
                          load_side(candidate, "this run"), dataclasses.replace(opts.gates, checks=checks))
         write_report(report, out, "baseline-comparison")
@@ -189,7 +210,7 @@ def run(opts: Options, series=run_series, microbench=run_microbench, fp: dict | 
 
     storage = store.microbench_dir(bdir)
     mb = microbench(opts, storage, out, compare_to_stored=_has_stored_microbench(storage),
-                    save_as=commit[:12] if commit else None)
+                    save_as=commit[:12] if commit else None, gate=gate_time)
     sections.append(f"### Microbenchmarks: {mb['status']}\n\n{mb.get('note', '')}\n")
     if mb["status"] in ("regressed", "failed"):
         failed.append(f"the microbenchmarks ({mb['status']})")
