@@ -376,6 +376,13 @@ def test_ab_runs_each_commit_in_its_own_worktree_interleaved(tmp_path):
         ab.run_ab(repo, base="no-such-ref", profile="cpu", command=command)
 
 
+def test_the_ab_command_refuses_bad_input_before_it_checks_anything_out(capsys):
+    assert main(["ab", "--base", "no-such-ref-anywhere"]) == 2
+    assert main(["ab", "--base", "HEAD", "--rounds", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "'no-such-ref-anywhere' is not a commit" in err and "--rounds must be >= 1" in err
+
+
 def test_one_repeat_file_keeps_the_series_and_changes_only_the_repeats(tmp_path):
     from zo2bench.experiments.spec import load
 

@@ -113,6 +113,8 @@ def run_ab(repo, base: str, head: str = "HEAD", experiment: str = "experiments/r
            command=DEFAULT_COMMAND, keep_worktrees: bool = False, stream=None) -> dict:
     """Run the rounds; returns {"base_dir", "head_dir", "plan"} (rows under out_dir/base and out_dir/head)."""
     stream = stream or sys.stderr
+    if rounds is not None and rounds < 1:
+        raise UserError(f"--rounds must be >= 1, got {rounds}")
     repo = repo_root(repo)
     sides = {"base": (base, resolve(repo, base)), "head": (head, resolve(repo, head))}
     if head == "HEAD" and git(repo, "status", "--porcelain", "--untracked-files=no"):
@@ -130,8 +132,6 @@ def run_ab(repo, base: str, head: str = "HEAD", experiment: str = "experiments/r
                             f"series as the head declares it")
         profile, repeats = _choose_profile(source, profile)
         rounds = rounds or repeats
-        if rounds < 1:
-            raise UserError(f"--rounds must be >= 1, got {rounds}")
         round_file, _ = one_repeat_file(source, tmp / "experiment")
         plan = {"kind": "zo2bench_ab", "repo": str(repo), "experiment": experiment, "profile": profile,
                 "rounds": rounds, "started_utc": _utc(), "order": [],

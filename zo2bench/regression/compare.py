@@ -51,8 +51,8 @@ class Gates:
     memory_floor_mib: float = 64.0  # ... or this many MiB, whichever is larger (allocator rounding, sampling)
     time_pct: float = 5.0          # step time: the smallest slowdown reported, when outside the noise
     confidence: float = 0.95       # of the step-time intervals of the whole comparison: with m cells each
-                                   # interval is at 1 - 0.05/m (Bonferroni), so 12 unchanged cells raise
-                                   # a false alarm in under 5% of comparisons, not in nearly half
+                                   # is at 1 - (1 - confidence)/m (Bonferroni), so that 12 unchanged cells
+                                   # raise a false alarm in under 1 comparison in 20, not in 1 in 5
     n_boot: int = 2000             # bootstrap replicates, one run a side (seeded: same rows, same verdict)
     checks: tuple = CHECKS         # the gates applied; rows of the others say "not gated"
 
