@@ -318,6 +318,18 @@ def test_the_session_stores_a_first_baseline_then_fails_on_a_regression(tmp_path
     assert _session(tmp_path, [row(digest="f" * 64)]) == 0
 
 
+def test_the_session_stores_no_first_baseline_over_a_failed_ab(tmp_path, capsys):
+    def series(o, out, gate_time=True):
+        d = side(tmp_path, "head", [[row(digest="f" * 64)]])
+        return d, compare(load_side(side(tmp_path, "base", [[row()]])), load_side(d))
+
+    o = session.Options(baselines=str(tmp_path / "baselines"), out=str(tmp_path / "out"), base="main")
+    assert session.run(o, series=series, microbench=lambda *a, **k: {"status": "skipped"}, fp=H100) == 1
+    assert "not stored as the baseline: the A/B against the base found a regression" in capsys.readouterr().err
+    assert not (tmp_path / "baselines").exists()
+    assert "REGRESSION in the A/B" in (tmp_path / "out" / "summary.md").read_text()
+
+
 def test_the_session_refuses_to_update_a_baseline_from_a_dirty_tree(tmp_path):
     dirty = {**H100, "git_dirty": True}
     o = session.Options(baselines=str(tmp_path / "b"), out=str(tmp_path / "o"), update_baseline=True)

@@ -9,7 +9,8 @@
    commit as an A/B of it against HEAD (ab.py), without one as a plain sweep of the working tree.
 2. This run against results/baselines/<hardware class>/: status, memory and digest, and step time when
    there was no A/B (with one, the A/B is the time check: a stored baseline may come from another runner
-   of the class, at another time of day). With no baseline for the class it says so and stores this run.
+   of the class, at another time of day). With no baseline for the class it says so and stores this run
+   (not a run of a tree with changes, nor one whose A/B found a regression).
 3. The pytest-benchmark microbenchmarks, stored beside the baseline, compared with --benchmark-compare-fail.
 4. Everything under --out (default .regression/<UTC>/): the rows, each comparison as text, markdown and
    JSON, and summary.md for $GITHUB_STEP_SUMMARY.
@@ -191,10 +192,13 @@ def run(opts: Options, series=run_series, microbench=run_microbench, fp: dict | 
         sections.append(render(ab_report, "markdown").replace("zo2bench compare", "A/B against the base commit", 1))
         failed += ["the A/B"] if ab_report["exit_status"] else []
 
-    storing = opts.update_baseline or meta is None
     commit = None
-    if storing:
+    if opts.update_baseline:  # asked for: a run that cannot be a baseline is an error (exit 2)
+        commit = store.check_storable(candidate, cls)
+    elif meta is None:  # the first baseline of a class: not from a tree with changes, nor over a failed A/B
         try:
+            if failed:
+                raise UserError("the A/B against the base found a regression; store one with --update-baseline")
             commit = store.check_storable(candidate, cls)
         except UserError as e:
             say(f"not stored as the baseline: {e}")
