@@ -18,14 +18,13 @@ from zo2bench.commands.compare import add_gate_arguments, emit, gates_from
 
 def register(sub) -> None:
     p = sub.add_parser("ab", help="run the regression series at two commits, interleaved, and compare them")
-    p.add_argument("--base", required=True, help="the commit to compare against (a branch, tag or sha)")
-    p.add_argument("--head", default="HEAD", help="the commit under test (default HEAD; uncommitted changes "
-                                                  "are not part of it)")
-    p.add_argument("--experiment", default="experiments/regression.toml",
-                   help="the series, as the head commit has it (default experiments/regression.toml)")
+    p.add_argument("--base", required=True,
+                   help="the commit to compare against: a branch, tag or sha (no default: required)")
+    p.add_argument("--head", default="HEAD", help="the commit under test (uncommitted changes are not part of it)")
+    p.add_argument("--experiment", default="experiments/regression.toml", help="the series, as the head commit has it")
     p.add_argument("--profile", help="a profile of the experiment (default: gpu with CUDA, else cpu)")
     p.add_argument("--rounds", type=int, help="base/head rounds, one repeat each (default: the profile's repeats)")
-    p.add_argument("--results-dir", help="where the rows go (default .regression/ab-<UTC>)")
+    p.add_argument("--results-dir", help="where the rows go (default: .regression/ab-<UTC>)")
     p.add_argument("--keep-worktrees", action="store_true", help="leave the two worktrees in place (debugging)")
     add_gate_arguments(p)
     p.set_defaults(func=main)

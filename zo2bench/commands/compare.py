@@ -22,18 +22,17 @@ def add_gate_arguments(p) -> None:
     from zo2bench.regression.render import FORMATS
 
     g = Gates()
-    p.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
-    p.add_argument("--out", help="write the comparison to this file instead of stdout")
+    p.add_argument("--format", choices=FORMATS, default="text", help="output format")
+    p.add_argument("--out", help="write the comparison to this file (default: stdout)")
     p.add_argument("--memory-pct", type=float, default=g.memory_pct,
-                   help=f"memory: worse past this %% above the baseline ... (default {g.memory_pct:g})")
+                   help="memory: worse past this %% above the baseline ...")
     p.add_argument("--memory-floor-mib", type=float, default=g.memory_floor_mib,
-                   help=f"... or this many MiB, whichever is larger (default {g.memory_floor_mib:g})")
+                   help="... or this many MiB, whichever is larger")
     p.add_argument("--time-pct", type=float, default=g.time_pct,
-                   help=f"step time: worse past this %% slower, outside the noise (default {g.time_pct:g})")
+                   help="step time: worse past this %% slower, when outside the noise")
     p.add_argument("--confidence", type=float, default=g.confidence,
-                   help=f"of the bootstrap interval on the step-time ratio (default {g.confidence:g})")
-    p.add_argument("--gates", default=",".join(CHECKS),
-                   help=f"the gates applied, comma-separated (default {','.join(CHECKS)})")
+                   help="of the step-time intervals, for the whole comparison (shared over its cells)")
+    p.add_argument("--gates", default=",".join(CHECKS), help="the gates applied, comma-separated")
     p.add_argument("--allow-different-hardware", action="store_true",
                    help="compare results of different hardware classes (every row is marked)")
 
