@@ -169,6 +169,24 @@ def test_bad_input_is_one_line_and_exit_2(capsys, args, says):
     assert not any("Traceback" in line for line in err)
 
 
+@pytest.mark.parametrize("chunk_rows", [None, 24])  # one chunk; chunks that straddle the shards
+def test_pooled_row_losses_reduce_to_the_one_process_loss_bitwise(monkeypatch, chunk_rows):
+    from zo2bench.engine import loss
+    from zo2bench.engine.model import make_batch
+
+    V, B, T = 1024, 4, 33
+    if chunk_rows:
+        monkeypatch.setattr(loss, "LOGIT_CHUNK_BYTES", 10 * V * chunk_rows)
+    gen = torch.Generator().manual_seed(0)
+    h, w = torch.randn(B, T, 64, generator=gen), torch.randn(V, 64, generator=gen) * 0.1
+    ids = torch.randint(0, V, (B, T), generator=gen)
+    cpu = torch.device("cpu")
+    with torch.no_grad():
+        whole = loss.causal_lm_loss(h, w, make_batch(ids, cpu))
+        shards = [loss.row_losses(h[i:i + 2], w, make_batch(ids[i:i + 2], cpu)) for i in (0, 2)]
+        assert torch.equal(loss.reduce_rows(torch.cat(shards), w), whole)
+
+
 def test_shard_layout_pads_to_whole_pages():
     lay = ShardLayout(numel=49984, ways=2, elem=4)
     assert lay.shard % 1024 == 0 and lay.stride >= lay.numel and lay.stride - lay.numel < 2 * 1024
