@@ -45,10 +45,6 @@ class World:
         env = os.environ if env is None else env
         return all(k in env for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
 
-    @property
-    def hosts(self) -> int:
-        return max(1, self.size // self.local_size)
-
 
 @dataclass(frozen=True)
 class ParallelDims:
@@ -135,6 +131,3 @@ class Mesh:
 
     def rank(self, dim: str) -> int:
         return self._mesh(dim).get_local_rank(dim)
-
-    def size(self, dim: str) -> int:
-        return self._mesh(dim).size(self._mesh(dim).mesh_dim_names.index(dim))
