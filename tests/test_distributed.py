@@ -209,3 +209,12 @@ def test_two_gpus_match_one_gpu(tmp_path, extra):
         assert all(abs(x - y) <= 1e-6 * abs(y) for x, y in zip(results(b)[0][:2], results(a)[0][:2]))
     else:
         assert results(a) == results(b) and a["final_params_sha256"] == b["final_params_sha256"]
+
+
+def test_records_from_before_the_distributed_fields_compare_as_the_same_config():
+    """The stored regression baselines predate nproc_per_node, dp, ...: a missing field reads as its default."""
+    from zo2bench.regression.compare import _config_diff
+
+    old = {k: v for k, v in RunConfig().as_dict().items() if k not in DIST}
+    assert _config_diff([{"config": old}], [{"config": RunConfig().as_dict()}]) == []
+    assert _config_diff([{"config": old}], [{"config": RunConfig(dp=2).as_dict()}]) == ["dp 0 -> 2"]
