@@ -48,14 +48,14 @@ def add_distributed_options(p, d: RunConfig) -> None:
     g = p.add_argument_group("distributed (ZO modes; docs/distributed.md)")
     g.add_argument("--nproc-per-node", type=int, default=d.nproc_per_node, metavar="N",
                    help="ranks on this host, one a GPU, started through torch.distributed.run")
-    g.add_argument("--dp", type=int, default=d.dp, help="data-parallel degree (default 0: world size / --pert)")
+    g.add_argument("--dp", type=int, default=d.dp, help="data-parallel degree; 0 picks world size / --pert")
     g.add_argument("--pert", type=int, default=d.pert,
-                   help="perturbation-parallel degree, 1 or 2 (default 0: 2 where the world size is even)")
+                   help="perturbation-parallel degree, 1 or 2; 0 picks 2 where the world size is even")
     g.add_argument("--weight-shard", type=int, default=d.weight_shard, metavar="N",
-                   help="ranks of a host that split each block and all-gather it; 1: none (default 0: "
-                        "zo2 every rank of the host, from one shared host copy; mezo 1)")
+                   help="ranks of a host that split each block and all-gather it; 1: none; 0 picks every rank "
+                        "of the host for zo2 (one shared host copy), 1 for mezo")
     g.add_argument("--dp-reduce", default=d.dp_reduce,
-                   help="rows: per-token losses gathered, the one-process sum exactly; scalars: two all-reduced "
+                   help="rows: per-token losses gathered and summed in the one-process order; scalars: two all-reduced "
                         "losses a step")
 
 
