@@ -15,6 +15,7 @@ from zo2bench.errors import UserError
 
 MODES = ("mezo", "zo2", "fo-sgd", "fo-adamw")
 ZO_MODES = ("mezo", "zo2")
+DP_REDUCES = ("rows", "scalars")
 DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}  # the one table of dtype names; torch's types: devices.torch_dtype
 DTYPES = tuple(DTYPE_BYTES)
 
@@ -36,6 +37,16 @@ class RunConfig:
     weight_decay: float = 0.0    # not applied to biases and norm weights
     prefetch: int = 1            # zo2: blocks uploaded ahead of the one computing
     gpu_budget_gib: float | None = None  # zo2: keep as many blocks resident as fit in this budget (GiB)
+    # Distributed runs (zo2bench/distributed, docs/distributed.md): ZO modes on torch.distributed, one rank a GPU.
+    nproc_per_node: int = 1      # ranks on this host; above 1, `zo2bench run` launches them through torchrun
+    dp: int = 0                  # data parallel: ranks that each take a shard of the global batch (0: default)
+    pert: int = 0                # perturbation parallel: 1, or 2 (the + and - passes on two ranks); 0: default,
+                                 # 2 where the world size is even
+    weight_shard: int = 0        # ranks of a host that split each block and all-gather it: zo2 uploads each
+                                 # rank's slice from one shared host copy, mezo keeps each GPU's slice resident;
+                                 # 1: none; 0: default (zo2: every rank of the host; mezo: 1)
+    dp_reduce: str = "rows"      # rows: every scored token's loss all-gathered (4 B a token a pass), summed as
+                                 # one process sums them; scalars: the two mean losses all-reduced (2 scalars)
 
     def replace(self, **changes) -> RunConfig:
         return dataclasses.replace(self, **changes)
@@ -77,8 +88,28 @@ def check(cfg: RunConfig) -> None:
     if cfg.mode in ZO_MODES and not (math.isfinite(cfg.eps) and cfg.eps > 0):
         # g = (loss+ - loss-) / (2 eps): eps 0 divides by zero and turns every weight into NaN
         raise UserError(f"--eps must be a finite number > 0 (got {cfg.eps})")
+    _check_distributed(cfg)
     if cfg.gpu_budget_gib is not None:
         if cfg.mode != "zo2":
             raise UserError(f"--gpu-budget applies to zo2 only (mode is {cfg.mode})")
         if not (math.isfinite(cfg.gpu_budget_gib) and cfg.gpu_budget_gib > 0):
             raise UserError(f"--gpu-budget must be a positive number of GiB (got {cfg.gpu_budget_gib})")
+
+
+def _check_distributed(cfg: RunConfig) -> None:
+    """The distributed fields alone; against the world size and the GPUs: distributed/parallel.py."""
+    if cfg.nproc_per_node < 1:
+        raise UserError(f"--nproc-per-node must be at least 1 (got {cfg.nproc_per_node})")
+    for name in ("dp", "pert", "weight_shard"):
+        if getattr(cfg, name) < 0:
+            raise UserError(f"--{name.replace('_', '-')} must be 0 (the default) or a number of ranks "
+                            f"(got {getattr(cfg, name)})")
+    if cfg.pert > 2:
+        raise UserError(f"--pert {cfg.pert}: a MeZO step has two perturbed passes, so perturbation parallelism "
+                        "spans 1 or 2 ranks; use --dp for more")
+    if cfg.dp_reduce not in DP_REDUCES:
+        raise UserError(f"unknown --dp-reduce '{cfg.dp_reduce}'; choose one of {', '.join(DP_REDUCES)}")
+    parallel = cfg.nproc_per_node > 1 or max(cfg.dp, cfg.pert, cfg.weight_shard) > 1
+    if parallel and cfg.mode not in ZO_MODES:
+        raise UserError(f"distributed runs are for the ZO modes ({', '.join(ZO_MODES)}); "
+                        f"{cfg.mode} runs on one device")

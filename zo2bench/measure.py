@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from zo2bench.config import RunConfig
+from zo2bench.errors import UserError
 from zo2bench.probes.fingerprint import fingerprint as machine_fingerprint
 from zo2bench.probes.torchmem import read_peak, reset_peak
 from zo2bench.results import SCHEMA_VERSION
@@ -35,11 +36,17 @@ class PhasePeaks:
 
 def measured_run(cfg: RunConfig, on_phase: Callable[[str], None] | None = None,
                  on_step: Callable[[int, int, dict], None] | None = None, timing: bool = False,
-                 fingerprint: dict | None = None) -> dict:
-    """engine.trainer.run plus what the records need; `fingerprint`: one already taken for this device."""
+                 fingerprint: dict | None = None, builder=None) -> dict:
+    """engine.trainer.run plus what the records need; `fingerprint`: one already taken for this device;
+    `builder`: passed to run() (a distributed rank's trainer, zo2bench/distributed/measure.py)."""
     from zo2bench.devices import device_name, resolve_device
     from zo2bench.engine.trainer import run
 
+    if builder is None and (cfg.nproc_per_node > 1 or max(cfg.dp, cfg.pert, cfg.weight_shard) > 1):
+        # one process would run it as a one-GPU run and record it as a distributed one
+        raise UserError(f"nproc_per_node={cfg.nproc_per_node} dp={cfg.dp} pert={cfg.pert} "
+                        f"weight_shard={cfg.weight_shard} needs a distributed launch "
+                        "(zo2bench run --nproc-per-node N, or torchrun -m zo2bench run ...)")
     peaks = PhasePeaks(device_name(resolve_device(cfg.device)))  # "auto"/"cuda" -> the GPU the run will use
 
     def phase(name: str) -> None:
@@ -47,7 +54,7 @@ def measured_run(cfg: RunConfig, on_phase: Callable[[str], None] | None = None,
         if on_phase:
             on_phase(name)
 
-    out = run(cfg, on_phase=phase, on_step=on_step, timing=timing)
+    out = run(cfg, on_phase=phase, on_step=on_step, timing=timing, builder=builder)
     return {
         "schema_version": SCHEMA_VERSION, "kind": "run", "status": "ok",
         "config": out["config"],

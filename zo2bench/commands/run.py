@@ -3,7 +3,11 @@
     zo2bench run --model opt-125m --mode zo2 --steps 5 --seq 64 --device cpu --out r.json
     zo2bench run --model opt-tiny --device cpu                 # the summary only
     zo2bench run --model opt-tiny --device cpu --out - | jq .  # the record on stdout, the summary on stderr
+    zo2bench run --model opt-13b --mode zo2 --batch 8 --nproc-per-node 4 --dp 2 --pert 2   # 4 GPUs, one record
+    torchrun --nproc-per-node 4 -m zo2bench run --model opt-13b ...                       # the same, by hand
 
+Distributed runs (docs/distributed.md): --nproc-per-node N starts N ranks through torch.distributed.run;
+inside ranks that torchrun started, the run is distributed and rank 0 alone prints and writes the record.
 Progress (the library import, the build, each step) goes to stderr. The summary goes to stdout, or to
 stderr when the record does. --out is checked before anything runs; if writing it still fails at the
 end, the record is printed on stdout instead and the exit status is 1.
@@ -40,6 +44,21 @@ def add_run_options(p, defaults: RunConfig | None = None) -> None:
                         "(default: none resident, every block streams)")
 
 
+def add_distributed_options(p, d: RunConfig) -> None:
+    g = p.add_argument_group("distributed (ZO modes; docs/distributed.md)")
+    g.add_argument("--nproc-per-node", type=int, default=d.nproc_per_node, metavar="N",
+                   help="ranks on this host, one a GPU, started through torch.distributed.run")
+    g.add_argument("--dp", type=int, default=d.dp, help="data-parallel degree; 0 picks world size / --pert")
+    g.add_argument("--pert", type=int, default=d.pert,
+                   help="perturbation-parallel degree, 1 or 2; 0 picks 2 where the world size is even")
+    g.add_argument("--weight-shard", type=int, default=d.weight_shard, metavar="N",
+                   help="ranks of a host that split each block and all-gather it; 1: none; 0 picks every rank "
+                        "of the host for zo2 (one shared host copy), 1 for mezo")
+    g.add_argument("--dp-reduce", default=d.dp_reduce,
+                   help="rows: per-token losses gathered and summed in the one-process order; scalars: two all-reduced "
+                        "losses a step")
+
+
 def config_from_args(args) -> RunConfig:
     return RunConfig.from_dict(vars(args))
 
@@ -47,6 +66,7 @@ def config_from_args(args) -> RunConfig:
 def register(sub) -> None:
     p = sub.add_parser("run", help="run one configuration and write its record", description=__doc__.split("\n\n")[0])
     add_run_options(p, RunConfig(seq=64, steps=5))
+    add_distributed_options(p, RunConfig())
     p.add_argument("--out", metavar="FILE.json",
                    help="write the JSON record here; '-' prints it on stdout (default: only the summary)")
     p.set_defaults(func=main)
@@ -85,6 +105,13 @@ class StepProgress:
 
 def main(args) -> int:
     writable_file(args.out, "--out")
+    from zo2bench.distributed.parallel import World
+
+    if World.launched():
+        return _main_rank(args)
+    cfg = config_from_args(args)
+    if cfg.nproc_per_node > 1:
+        return _launch(cfg, args.out)
     progress = StepProgress("run")
     progress.say("importing torch and transformers (a few seconds, about 10 s on some machines)")
     from zo2bench.devices import device_name, resolve_device, resolve_dtype
@@ -118,5 +145,60 @@ def summary(record: dict) -> str:
     peak = record["memory"]["measured"]["torch_peak_allocated_bytes"]
     if peak is not None:
         lines.append(f"peak torch-allocated {peak / 2**20:,.0f} MiB")
+    d = record.get("distributed")
+    if d:
+        lines.append(f"{d['world_size']} ranks, {d['strategy']} ({d['backend']}); step time: the slowest rank's; "
+                     "peak: the largest rank's")
     lines.append(f"final params sha256 {record['final_params_sha256'][:16]}")
     return "\n".join(lines)
+
+
+def _launch(cfg: RunConfig, out: str | None) -> int:
+    """Everything that can be refused is refused here, before N processes start."""
+    from zo2bench.config import check
+    from zo2bench.distributed.launch import relaunch
+    from zo2bench.distributed.measure import resolve
+    from zo2bench.distributed.parallel import World
+
+    check(cfg)
+    from zo2bench import catalog
+
+    spec = catalog.resolve(cfg.model)
+    if cfg.seq > spec.positions:
+        raise UserError(f"--seq {cfg.seq} is longer than {spec.name}'s {spec.positions} positions")
+    n = cfg.nproc_per_node
+    dims, _ = resolve(cfg, World(0, n, 0, n))
+    print(f"run: starting {n} ranks ({dims.strategy}) through torch.distributed.run", file=sys.stderr, flush=True)
+    return relaunch(cfg, out)
+
+
+def _main_rank(args) -> int:
+    """One rank of a distributed run (torchrun's environment is set): rank 0 prints and delivers."""
+    from zo2bench.distributed.measure import run_rank
+    from zo2bench.distributed.parallel import World
+
+    world = World.from_env()
+    cfg = config_from_args(args)
+    if cfg.nproc_per_node not in (1, world.local_size):
+        raise UserError(f"--nproc-per-node {cfg.nproc_per_node}, but torchrun started {world.local_size} "
+                        "ranks on this host")
+    lead = world.rank == 0
+    progress = StepProgress(f"run[rank 0 of {world.size}]", stream=None if lead else _Null())
+    try:
+        record = run_rank(cfg, world, on_phase=progress.phase, on_step=progress.step)
+    except (GPUOutOfMemory, NonFiniteLoss) as e:
+        raise UserError(str(e)) from None
+    finally:
+        progress.end_line()
+    return deliver(record, args.out, summary(record)) if lead else 0
+
+
+class _Null:
+    def write(self, text):
+        pass
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False

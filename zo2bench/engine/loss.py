@@ -47,19 +47,25 @@ def fused_available(t: torch.Tensor) -> bool:
     return True
 
 
-def causal_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, batch) -> torch.Tensor:
+def _scored_rows(hidden: torch.Tensor, batch) -> torch.Tensor:
     H = hidden.shape[-1]
     rows = hidden[:, :-1].reshape(-1, H)  # position p predicts token p+1
-    if batch.target_pos is not None:
-        rows = rows.index_select(0, batch.target_pos)
+    return rows if batch.target_pos is None else rows.index_select(0, batch.target_pos)
+
+
+def _chunk_rows(weight: torch.Tensor, fused: bool) -> int:
+    if fused:
+        chunk = FUSED_CHUNK_BYTES // (weight.element_size() * weight.shape[0])
+        return max(ROW_ALIGN, chunk // ROW_ALIGN * ROW_ALIGN)
+    return max(1, LOGIT_CHUNK_BYTES // (10 * weight.shape[0]))
+
+
+def causal_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, batch) -> torch.Tensor:
+    rows = _scored_rows(hidden, batch)
     n = rows.shape[0]
     grad = torch.is_grad_enabled()
     fused = not grad and fused_available(rows)
-    if fused:
-        chunk = FUSED_CHUNK_BYTES // (weight.element_size() * weight.shape[0])
-        chunk = max(ROW_ALIGN, chunk // ROW_ALIGN * ROW_ALIGN)
-    else:
-        chunk = max(1, LOGIT_CHUNK_BYTES // (10 * weight.shape[0]))
+    chunk = _chunk_rows(weight, fused)
     total = torch.zeros((), dtype=torch.float32, device=hidden.device)
     for s in range(0, n, chunk):
         h, y = rows[s:s + chunk], batch.target_ids[s:s + chunk]
@@ -69,6 +75,43 @@ def causal_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, batch) -> torch.T
             total += _fused_chunk_loss_sum(h, weight, y)
         else:
             total += _chunk_loss_sum(h, weight, y)
+    return total / max(n, 1)
+
+
+def row_losses(hidden: torch.Tensor, weight: torch.Tensor, batch) -> torch.Tensor:
+    """Each scored position's loss, -log p(target), fp32 [n]: what causal_lm_loss's no-grad path sums.
+
+    A row's value does not depend on the other rows beside it, so ranks that each score a shard of a
+    batch can pool their rows and reduce them as one process would (distributed data parallel):
+    reduce_rows(row_losses(h, w, batch), w) == causal_lm_loss(h, w, batch) bitwise, for any shard split.
+    """
+    rows = _scored_rows(hidden, batch)
+    fused = fused_available(rows)
+    chunk = _chunk_rows(weight, fused)
+    out = [torch.zeros(0, dtype=torch.float32, device=hidden.device)]
+    for s in range(0, rows.shape[0], chunk):
+        logits = rows[s:s + chunk] @ weight.t()
+        y = batch.target_ids[s:s + chunk]
+        if fused:
+            out.append(row_logsumexp(logits) - logits.gather(1, y[:, None]).squeeze(1).float())
+        else:
+            out.append(F.cross_entropy(logits.float(), y, reduction="none"))
+    return torch.cat(out)
+
+
+def reduce_rows(losses: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The mean of row losses summed chunk by chunk in causal_lm_loss's own order and kernels (the CPU
+    path's cross-entropy sums through nll_loss, whose cascade depends only on the values and their count)."""
+    n = losses.shape[0]
+    fused = fused_available(losses)
+    chunk = _chunk_rows(weight, fused)
+    total = torch.zeros((), dtype=torch.float32, device=losses.device)
+    for s in range(0, n, chunk):
+        part = losses[s:s + chunk]
+        if fused:
+            total += part.sum()
+        else:  # nll_loss sums -input[i, target[i]]: a one-column input of -loss gives the same terms
+            total += F.nll_loss(-part[:, None], torch.zeros_like(part, dtype=torch.long), reduction="sum")
     return total / max(n, 1)
 
 

@@ -196,15 +196,19 @@ class BlockOffloader:
             host, u.theta = u.theta, u.theta.to(dev)
             if host.device.type == "cpu":
                 release_host_buffer(host)  # a registered buffer must be unregistered before it is freed
-        n = max((u.numel for u in self.streamed), default=0)
-        self.slots = [torch.empty(n, dtype=self.zm.dtype, device=dev) for _ in range(self.prefetch + 1)]
+        self._schedule(max((u.numel for u in self.streamed), default=0))
+        return self
+
+    def _schedule(self, slot_numel: int) -> None:
+        """Device slots of slot_numel elements, the three lanes and their events."""
+        dev = self.device
+        self.slots = [torch.empty(slot_numel, dtype=self.zm.dtype, device=dev) for _ in range(self.prefetch + 1)]
         self.up, self.down, self.compute = _Lane(dev), _Lane(dev), _Lane(dev, current=True)
         self.slot_free = [_event(dev) for _ in self.slots]   # last compute and offload of the slot are done
         self.host_fresh = {u.index: _event(dev) for u in self.streamed}  # the block's last offload is done
         self.uploaded = {}                                   # unit index -> (slot, upload-done event)
         self.order = [u.index for u in self.streamed]
         self.next_slot = 0
-        return self
 
     def detach(self) -> None:
         """Every block's weights back where they were before attach() (the device, or host memory pinned or
@@ -254,7 +258,7 @@ class BlockOffloader:
         unit = self.zm.units[index]
         self.up.wait(*[e for e in (self.slot_free[s], self.host_fresh[index]) if e is not None])
         with self.up(), self.span(self.up, "upload"):
-            self.slots[s][: unit.numel].copy_(unit.theta, non_blocking=True)
+            self._fill(self.slots[s], unit)
             done = _event(self.device)
             self.up.record(done)
         self.uploaded[index] = (s, done)
@@ -293,5 +297,12 @@ class BlockOffloader:
             self.compute.record(ready)
             self.down.wait(ready)
         with self.down(), self.span(self.down, "offload"):
-            unit.theta.copy_(self.slots[s][: unit.numel], non_blocking=True)
+            self._drain(self.slots[s], unit)
             self.down.record(self.host_fresh[unit.index])
+
+    # The copies themselves, on the upload and offload lanes (a sharded holder splits them across ranks).
+    def _fill(self, slot: torch.Tensor, unit) -> None:
+        slot[: unit.numel].copy_(unit.theta, non_blocking=True)
+
+    def _drain(self, slot: torch.Tensor, unit) -> None:
+        unit.theta.copy_(slot[: unit.numel], non_blocking=True)

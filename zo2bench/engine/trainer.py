@@ -69,15 +69,17 @@ def random_batches(vocab: int, cfg: RunConfig, n: int, make_batch):
 
 
 def run(cfg: RunConfig, on_phase: Callable[[str], None] | None = None,
-        on_step: Callable[[int, int, dict], None] | None = None, timing: bool = False) -> dict:
+        on_step: Callable[[int, int, dict], None] | None = None, timing: bool = False,
+        builder: Callable | None = None) -> dict:
     """`timing`: each ZO step's row gets "lanes_ms", the busy time of upload, compute and offload
-    measured with CUDA events (bench-step); off by default, as the events cost a little."""
+    measured with CUDA events (bench-step); off by default, as the events cost a little. `builder`:
+    build_trainer's stand-in, with its signature and face (a distributed rank's, zo2bench/distributed)."""
     spec, dev, dtype = validate(cfg)
     cfg = cfg.replace(device=device_name(dev), dtype=dtype)
     on_phase = on_phase or (lambda name: None)
     try:
         with torch.cuda.device(dev) if dev.type == "cuda" else nullcontext():
-            return _run(cfg, spec, dev, on_phase, on_step, timing)
+            return _run(cfg, spec, dev, on_phase, on_step, timing, builder or build_trainer)
     except torch.OutOfMemoryError as e:
         raise _oom(cfg, dev, e) from None
     except RuntimeError as e:  # some allocation paths raise plain RuntimeErrors
@@ -112,7 +114,7 @@ def build_trainer(cfg: RunConfig, spec, dev, timeline=None):
     return FirstOrder(spec, cfg.mode, dtype, dev, cfg.lr, cfg.weight_decay, cfg.seed)
 
 
-def _run(cfg, spec, dev, on_phase, on_step, timing) -> dict:
+def _run(cfg, spec, dev, on_phase, on_step, timing, builder) -> dict:
     from zo2bench.engine.model import import_model_class, make_batch
     from zo2bench.engine.offload import Timeline
 
@@ -124,7 +126,7 @@ def _run(cfg, spec, dev, on_phase, on_step, timing) -> dict:
     on_phase("build")
     t0 = time.perf_counter()
     timeline = Timeline() if timing and dev.type == "cuda" else None
-    trainer = build_trainer(cfg, spec, dev, timeline)
+    trainer = builder(cfg, spec, dev, timeline)
     _sync(dev)
     build_s = time.perf_counter() - t0
 

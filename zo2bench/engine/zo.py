@@ -35,11 +35,18 @@ class Update:
     decay: float              # lr_t * weight_decay
 
 
+def both_here(x: dict) -> tuple:
+    return x[1.0], x[-1.0]
+
+
 class MeZO:
     def __init__(self, zm: ZOModel, weights, lr: float, eps: float, weight_decay: float = 0.0, seed: int = 0,
-                 noise: str = "auto"):
+                 noise: str = "auto", signs: tuple = (1.0, -1.0), losses=both_here):
         self.zm, self.weights = zm, weights
         self.lr, self.eps, self.wd, self.seed = lr, eps, weight_decay, seed
+        # The passes this process runs, and how their losses become (loss+, loss-): both here by default;
+        # perturbation parallelism runs one sign per rank and gathers the other (zo2bench/distributed).
+        self.signs, self.losses = signs, losses
         self.pending: Update | None = None
         self.noise = make_noise(zm.device, zm.dtype, max(u.numel for u in zm.units), noise)
 
@@ -53,18 +60,18 @@ class MeZO:
     def step(self, batch, t: int, lr: float | None = None):
         lr = self.lr if lr is None else lr
         seed = step_seed(self.seed, t)
-        x = {1.0: batch.input_ids, -1.0: batch.input_ids}
+        x = {sign: batch.input_ids for sign in self.signs}
         for unit in self.zm.units:
             with self.weights.use(unit) as theta:
                 if self.pending is not None:
                     self._apply(unit, theta, self.pending)
                     self.weights.written(unit)
-                for sign in (1.0, -1.0):
+                for sign in self.signs:
                     for other in unit.reads:  # a tied head reads the embeddings too, updated at this step's start
                         self._write(other, other.theta, seed, sign)
                     self._write(unit, theta, seed, sign)
                     x[sign] = unit.forward(x[sign], batch)
-        loss_plus, loss_minus = x[1.0], x[-1.0]
+        loss_plus, loss_minus = self.losses(x)
         g = (loss_plus - loss_minus) / (2 * self.eps)
         self.pending = Update(seed, -lr * g, lr * self.wd)
         return {"loss": (loss_plus + loss_minus) / 2, "loss_plus": loss_plus, "loss_minus": loss_minus,

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zo2bench import results, stats
+from zo2bench.config import RunConfig
 from zo2bench.errors import UserError
 from zo2bench.regression import hwclass
 
@@ -190,9 +191,12 @@ def _status_text(rows: list[dict]) -> str:
 
 
 def _config_diff(b_rows: list[dict], c_rows: list[dict]) -> list[str]:
-    """Config fields (other than the device) whose values differ between the sides: "prefetch 1 -> 0"."""
+    """Config fields (other than the device) whose values differ between the sides: "prefetch 1 -> 0".
+    A field a row lacks (recorded before the field existed) reads as RunConfig's default."""
+    defaults = RunConfig().as_dict()
+
     def values(rows, k):
-        return sorted({repr((r.get("config") or {}).get(k)) for r in rows})
+        return sorted({repr((r.get("config") or {}).get(k, defaults.get(k))) for r in rows})
 
     keys = dict.fromkeys(k for r in b_rows + c_rows for k in (r.get("config") or {}) if k != "device")
     return [f"{k} {', '.join(values(b_rows, k))} -> {', '.join(values(c_rows, k))}" for k in keys
