@@ -1,4 +1,5 @@
-"""Sessions: `nox -s tests`, `nox -s memory_scaling`, `nox -s throughput_scaling`, `nox -s report`.
+"""Sessions: `nox -s tests`, `nox -s memory_scaling`, `nox -s throughput_scaling`, `nox -s convergence_scaling`,
+`nox -s report`.
 
 Every session runs in one shared virtual environment, .nox/zo2bench (about 1.4 GB, most of it torch),
 built on first use with the Python that runs nox. It is reused while nothing it was installed from
@@ -90,6 +91,13 @@ def memory_scaling(session):
 def throughput_scaling(session):
     """Series 2: throughput against batch and sequence length."""
     _sweep(session, "throughput_scaling")
+
+
+@nox.session(venv_backend="none")
+def convergence_scaling(session):
+    """Series 3: steps, time and energy to a dev target on a pretrained ladder (pretraining cached in
+    $ZO2BENCH_CACHE or ~/.cache/zo2bench)."""
+    _sweep(session, "convergence_scaling")
 
 
 @nox.session(venv_backend="none")

@@ -1,6 +1,7 @@
 """Causal-LM cross-entropy over the scored positions, a few rows of logits at a time.
 
     loss = causal_lm_loss(final_hidden, lm_head_weight, batch)   # mean over scored tokens, fp32
+    logits = scored_logits(final_hidden, lm_head_weight, batch)  # [N, V] fp32 at the scored positions (eval)
 
 Covers classification with a label word, generation and QA with an answer span alike: the batch says
 which positions are scored. Full-vocabulary fp32 logits for a whole batch would be B*T*V*4 bytes
@@ -113,6 +114,11 @@ def reduce_rows(losses: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         else:  # nll_loss sums -input[i, target[i]]: a one-column input of -loss gives the same terms
             total += F.nll_loss(-part[:, None], torch.zeros_like(part, dtype=torch.long), reduction="sum")
     return total / max(n, 1)
+
+
+def scored_logits(hidden: torch.Tensor, weight: torch.Tensor, batch) -> torch.Tensor:
+    """fp32 logits [N, V] of the scored positions, in the order of batch.target_ids (evaluation: N is small)."""
+    return (_scored_rows(hidden, batch) @ weight.t()).float()
 
 
 _kernel = None

@@ -4,6 +4,7 @@
     out = opt.step(batch, t=0)   # {"loss", "loss_plus", "loss_minus", "projected_grad"}: 0-d device tensors,
                                  # nothing waits for the GPU; "loss" is the mean of the two (f(theta) to O(eps^2))
     opt.flush()                  # apply the last update (before eval, save, the end)
+    opt.logits(batch)            # fp32 [N, V] at batch's scored positions, at theta (flushes first; no step)
     opt.close()                  # the weights' holder lets go (zo2: pinned pages released)
 
 At step t with seed s_t, z ~ N(0, I) is regenerated from (s_t, unit) whenever needed, never stored:
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from zo2bench.engine.model import ZOModel, unit_seed
+from zo2bench.engine.loss import scored_logits
+from zo2bench.engine.model import ADAPTERS, ZOModel, unit_seed
 from zo2bench.engine.noise import make_noise
 
 
@@ -93,6 +95,24 @@ class MeZO:
 
     def close(self) -> None:
         self.weights.close()
+
+    @torch.no_grad()
+    def logits(self, batch) -> torch.Tensor:
+        """Logits at theta itself for evaluation. The pending update lands first, as the next step would
+        apply it (the same arithmetic on each unit, in the same order), so evaluating leaves the run's
+        trajectory bitwise unchanged."""
+        self.flush()
+        x, head = batch.input_ids, self.zm.units[-1]
+        for unit in self.zm.units:
+            with self.weights.use(unit) as theta:
+                for other in unit.reads:
+                    self.zm.arena_view(other).copy_(other.theta)
+                self.zm.arena_view(unit).copy_(theta)
+                if unit is head:
+                    hidden = ADAPTERS[self.zm.spec.family].final_hidden(self.zm.model, x)
+                    return scored_logits(hidden, self.zm.model.lm_head.weight, batch)
+                x = unit.forward(x, batch)
+        raise AssertionError("the last unit is the head")
 
     @torch.no_grad()
     def flush(self) -> None:

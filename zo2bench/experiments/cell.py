@@ -67,6 +67,10 @@ def measured_fields(record: dict, cfg: RunConfig, repeat: int, repeats: int) -> 
 def run_cell(payload: dict, emit) -> dict:
     """Run the configured cell and return its row; never raises for what the run itself hits."""
     header = payload["header"]
+    if "convergence" in header:  # a fine-tuning run to a target (experiment files of kind = "convergence")
+        from zo2bench.convergence.cell import run_cell as run_convergence_cell
+
+        return run_convergence_cell(payload, emit)
     cfg = RunConfig.from_dict(header["config"])
     started, t0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.monotonic()
     status, reason, fields = "ok", None, {}

@@ -100,7 +100,8 @@ def feasibility(cfg: RunConfig, n_params: int, machine: Machine) -> dict | None:
 def _header(cell: Cell, cfg: RunConfig, machine: Machine, run_id: str, allow_dirty: bool) -> dict:
     return {"series": cell.series, "profile": cell.profile, "key": cell.key, "cell": cell.axes(),
             "repeats": cell.repeats, "config": cfg.as_dict(), "n_params": cell.n_params,
-            "machine_id": machine.machine_id, "run_id": run_id, **({"allow_dirty": True} if allow_dirty else {})}
+            "machine_id": machine.machine_id, "run_id": run_id, **({"allow_dirty": True} if allow_dirty else {}),
+            **({"convergence": cell.settings} if cell.settings is not None else {})}
 
 
 def _utc() -> str:
@@ -186,7 +187,13 @@ def _sweep(experiment, profile, cells, results_dir, store, machine, stream, lock
     held = [latest[c.key] for c in cells if c.key in latest]
     held_counts = _ordered(Counter(r.get("status") for r in held))
     failed = {s: n for s, n in held_counts.items() if s in FAILED}
-    if not dry_run and held:
+    if not dry_run and held and experiment.kind == "convergence":
+        from zo2bench.convergence.summary import LEGEND as CONVERGENCE_LEGEND
+        from zo2bench.convergence.summary import render_table as convergence_table
+
+        print(f"zo2bench sweep: what each cell measured (its latest row)\n{convergence_table(held)}\n"
+              f"({CONVERGENCE_LEGEND})", file=stream)
+    elif not dry_run and held:
         print(f"zo2bench sweep: what each cell measured (its latest row)\n{render_table(held)}\n({LEGEND})",
               file=stream)
     print(_summary_line(f"{experiment.name}/{profile}", len(cells), held_counts, counts, retried, store,

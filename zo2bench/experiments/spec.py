@@ -30,13 +30,17 @@ A file (every section optional except what the merged profile needs: all five gr
     [profiles.cpu]                 # a variant of the top level: overrides key by key (torchtitan)
     base.device = "cpu"
     grid.models = ["opt-tiny"]
+
+`kind = "convergence"` makes a convergence series instead (fine-tuning runs to a target, with a
+[convergence] section): zo2bench/convergence/plan.py checks that section and expands its cells, and the
+cell runs zo2bench.convergence.cell instead of a measured run. The default kind, "run", is the above.
 """
 from __future__ import annotations
 
 import dataclasses
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from zo2bench import catalog
@@ -50,7 +54,8 @@ DEFAULT_CELL_TIMEOUT_S = 3600.0
 # RunConfig fields a [base] may set: the rest are grid axes or steps, each with its own section.
 BASE_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)
                if f.name not in set(GRID_AXES.values()) | {"steps", "warmup"}}
-LAYER_KEYS = ("description", "cell_timeout_s", "base", "steps", "grid")
+LAYER_KEYS = ("description", "cell_timeout_s", "base", "steps", "grid", "convergence")
+KINDS = ("run", "convergence")  # a measured run per cell, or a fine-tuning run to a target (convergence/plan.py)
 _SERIES_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # it names a results directory
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -66,17 +71,21 @@ class Cell:
     repeats: int
     n_params: int
     timeout_s: float
+    extra: tuple = ()            # convergence cells: more axes, ((name, value), ...), in the key and the row
+    settings: dict | None = field(default=None, compare=False)  # convergence cells: what the cell needs
 
     @property
     def key(self) -> str:
         """Stable across runs and machines: resumption and export match rows by it."""
         c = self.config
-        return f"{self.series}:{self.profile}:{c.model}:{c.mode}:{c.dtype}:b{c.batch}:s{c.seq}:r{self.repeat}"
+        return (f"{self.series}:{self.profile}:{c.model}:{c.mode}:{c.dtype}:b{c.batch}:s{c.seq}:r{self.repeat}"
+                + "".join(f":{k}={v}" for k, v in self.extra))
 
     @property
     def name(self) -> str:
         c = self.config
-        return f"{c.model} {c.mode} {c.dtype} b{c.batch} s{c.seq}" + (f" r{self.repeat}" if self.repeats > 1 else "")
+        return (f"{c.model} {c.mode} {c.dtype} b{c.batch} s{c.seq}" + "".join(f" {k}={v}" for k, v in self.extra)
+                + (f" r{self.repeat}" if self.repeats > 1 else ""))
 
     @property
     def group(self) -> tuple:
@@ -87,7 +96,7 @@ class Cell:
     def axes(self) -> dict:
         c = self.config
         return {"model": c.model, "mode": c.mode, "dtype": c.dtype, "batch": c.batch, "seq": c.seq,
-                "repeat": self.repeat}
+                "repeat": self.repeat, **dict(self.extra)}
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,7 @@ class Experiment:
     file: str
     description: str
     profiles: dict  # profile name -> merged layer {"description", "cell_timeout_s", "base", "steps", "grid"}
+    kind: str = "run"  # KINDS
 
     def choose_profile(self, requested: str | None, cuda_available: bool) -> str:
         if requested is not None:
@@ -114,6 +124,10 @@ class Experiment:
     def cells(self, profile: str, only_models: list[str] | None = None) -> list[Cell]:
         if profile not in self.profiles:
             self.choose_profile(profile, False)  # raises, naming the profiles there are
+        if self.kind == "convergence":
+            from zo2bench.convergence import plan
+
+            return plan.cells(self, profile, only_models)
         layer = self.profiles[profile]
         grid, steps = layer["grid"], layer["steps"]
         models = grid["models"]
@@ -157,12 +171,14 @@ def load(path: str | Path) -> Experiment:
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{file}: cannot read: {e}") from None
 
-    _check_keys(raw, ("name", "profiles") + LAYER_KEYS, file, "")
+    _check_keys(raw, ("name", "kind", "profiles") + LAYER_KEYS, file, "")
     name = raw.get("name", path.stem)
     _expect(isinstance(name, str) and _SERIES_NAME.match(name), file, "name", name,
             "a series name of letters, digits, '_', '.' or '-' (it names a results directory)")
+    kind = raw.get("kind", "run")
+    _expect(kind in KINDS, file, "kind", kind, f"one of {', '.join(KINDS)}")
     description = raw.get("description", "")
-    top = _check_layer(raw, file, "")
+    top = _check_layer(raw, file, "", kind)
     profiles_raw = raw.get("profiles", {})
     _expect(isinstance(profiles_raw, dict), file, "profiles", profiles_raw, "a table of profiles ([profiles.NAME])")
     if not profiles_raw:
@@ -171,7 +187,7 @@ def load(path: str | Path) -> Experiment:
     for pname, layer in profiles_raw.items():
         _expect(isinstance(layer, dict), file, f"profiles.{pname}", layer, f"a table ([profiles.{pname}])")
         _check_keys(layer, LAYER_KEYS, file, f"profiles.{pname}.")
-        merged = _merge(top, _check_layer(layer, file, f"profiles.{pname}."))
+        merged = _merge(top, _check_layer(layer, file, f"profiles.{pname}.", kind))
         merged.setdefault("description", description)
         merged.setdefault("cell_timeout_s", DEFAULT_CELL_TIMEOUT_S)
         for k, default in STEP_KEYS.items():
@@ -183,12 +199,16 @@ def load(path: str | Path) -> Experiment:
         if missing:
             raise UserError(f"{file}: grid.{missing[0]}: missing (profile '{pname}'); expected every grid axis "
                             f"({', '.join(GRID_AXES)}) in [grid] or [profiles.{pname}.grid]")
+        if kind == "convergence":
+            from zo2bench.convergence import plan
+
+            merged["convergence"] = plan.check(merged, file, pname)
         profiles[pname] = merged
-    exp = Experiment(name, file, description, profiles)
+    exp = Experiment(name, file, description, profiles, kind)
     for pname, merged in profiles.items():
         where = f"profiles.{pname}." if "seqs" in profiles_raw[pname].get("grid", {}) else ""
         for m in merged["grid"]["models"]:
-            spec = _model_spec(m, file, "grid.models")
+            spec = _model_spec(m, file, "grid.models", kind)
             too_long = [s for s in merged["grid"]["seqs"] if s > spec.positions]
             if too_long:
                 raise UserError(f"{file}: {where}grid.seqs: {too_long[0]} tokens is more than {m} takes "
@@ -202,6 +222,16 @@ def _merge(top: dict, layer: dict) -> dict:
     out.update({k: v for k, v in layer.items() if not isinstance(v, dict)})
     for section in ("base", "steps", "grid"):
         out[section] = {**top.get(section, {}), **layer.get(section, {})}
+    if "convergence" in top or "convergence" in layer:
+        out["convergence"] = _deep_merge(top.get("convergence", {}), layer.get("convergence", {}))
+    return out
+
+
+def _deep_merge(a: dict, b: dict) -> dict:
+    """b over a, table by table ([convergence.modes.zo2] in a profile changes only the keys it names)."""
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
     return out
 
 
@@ -220,9 +250,13 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _check_layer(layer: dict, file: str, prefix: str) -> dict:
+def _check_layer(layer: dict, file: str, prefix: str, kind: str = "run") -> dict:
     """Type-check one level (the top or a profile); completeness is checked once merged."""
     out = {}
+    if "convergence" in layer:
+        _expect(kind == "convergence" and isinstance(layer["convergence"], dict), file, f"{prefix}convergence",
+                layer["convergence"], 'a table ([convergence]) in a file of kind = "convergence"')
+        out["convergence"] = layer["convergence"]
     if "description" in layer:
         _expect(isinstance(layer["description"], str), file, f"{prefix}description", layer["description"], "a string")
         out["description"] = layer["description"]
@@ -271,7 +305,7 @@ def _check_layer(layer: dict, file: str, prefix: str) -> dict:
         for i, x in enumerate(v):
             _expect(ok(x), file, f"{key}[{i}]", x, what)
             if k == "models":
-                _model_spec(x, file, f"{key}[{i}]")  # unknown names are refused here, where they are written
+                _model_spec(x, file, f"{key}[{i}]", kind)  # unknown names are refused here, where they are written
         _expect(len(set(v)) == len(v), file, key, v, "a list without repeated values")
     return {"base": dict(base), "steps": dict(steps), "grid": dict(grid), **out}
 
@@ -279,7 +313,14 @@ def _check_layer(layer: dict, file: str, prefix: str) -> dict:
 _SPECS: dict = {}
 
 
-def _model_spec(name: str, file: str, key: str):
+def _model_spec(name: str, file: str, key: str, kind: str = "run"):
+    if kind == "convergence":  # the ladder's shapes, pretrained by the series itself
+        from zo2bench.convergence import ladder
+
+        try:
+            return ladder.get(name)
+        except UserError as e:
+            raise UserError(f"{file}: {key}: {e}") from None
     if name not in _SPECS:
         try:
             _SPECS[name] = catalog.resolve(name)

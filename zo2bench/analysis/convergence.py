@@ -1,0 +1,229 @@
+"""The convergence series (issue 11) as tables: choices on dev, targets, steps / time / energy to target, test.
+
+    from zo2bench.analysis import convergence as cv
+    runs = cv.load("results")                 # one line per fine-tuning run (latest row of each cell)
+    sel = cv.selection(runs)                  # the lr (and eps) grid per method, mean dev per point, the choice
+    tt = cv.to_target(runs, cv.targets(runs, sel))   # per run: steps, train seconds, GPU joules to the target
+    cv.summary(runs, sel, tt)                 # per method at its chosen point: test mean ± std, to-target medians
+    tables = cv.tables("results")             # every frame the report needs, the fit and verdicts included
+
+Rules, stated once:
+- metric: each task's primary dev metric (tasks.examples.PRIMARY_METRIC), in [0, 1];
+- choice: per machine, model, task, k and mode, the (lr, eps) with the best mean final dev metric over seeds
+  (a diverged run counts as -inf); every grid point and its mean stay in `selection` (MeZO's users ask for it);
+- target: `target_fraction` (0.9) of the reference mode's (fo-adamw) mean final dev metric at its chosen
+  point, on the same machine, model, task and k (both from the rows' settings);
+- to target: the first dev evaluation at or above the target: its step, the training wall time and GPU energy
+  up to it (evaluation excluded; energy None without a GPU). A run that never gets there is censored
+  (reached = False), never given a number. Step resolution is the run's eval_every.
+convergence_law.py fits formula 4.1 to these rows and judges the claims of sections 4.1, 4.2 and 2.2.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from zo2bench import results
+from zo2bench.analysis.evidence import Provenance
+
+SERIES = "convergence_scaling"
+GROUP = ["machine_id", "model", "task", "k"]
+METHOD = GROUP + ["mode"]
+POINT = METHOD + ["lr", "eps"]
+
+
+def _primary(task: str) -> str:
+    from zo2bench.tasks.examples import PRIMARY_METRIC
+
+    return PRIMARY_METRIC[task]
+
+
+def _rows(results_dir, series: str) -> list[tuple[dict, str, int]]:
+    """(row, file, line) of every convergence row; the latest of each (machine, key) wins, as in the sweep."""
+    out, order = {}, 0
+    root = Path(results_dir) / series
+    if not root.is_dir():
+        return []
+    for machine in sorted(p.name for p in root.iterdir() if p.is_dir()):
+        for f in results.sweep_files(results_dir, series, machine):
+            with open(f, "rb") as fh:
+                for n, raw in enumerate(fh, 1):
+                    try:
+                        row = json.loads(raw)
+                    except (json.JSONDecodeError, UnicodeDecodeError):
+                        continue  # a torn line: the sweep sets it aside on its next run
+                    if isinstance(row, dict) and "convergence" in row:
+                        order += 1
+                        out[(row.get("machine_id"), row.get("key"))] = (row, str(f), n)
+    return list(out.values())
+
+
+def load(results_dir: str | Path = "results", series: str = SERIES) -> pd.DataFrame:
+    """One line per fine-tuning run with status ok: its axes, its curve and its outcome."""
+    lines = []
+    for row, file, line in _rows(results_dir, series):
+        if row.get("status") != "ok":
+            continue
+        cell, s, ft = row["cell"], row["convergence"], row.get("finetune") or {}
+        metric = _primary(cell["task"])
+        curve = ft.get("dev_curve") or []
+        diverged = ft.get("diverged_at_step") is not None
+        fp = row.get("fingerprint") or {}
+        commit, dirty = fp.get("git_commit"), fp.get("git_dirty")
+        lines.append({
+            "machine_id": row.get("machine_id"), "gpu": fp.get("gpu"), "profile": row.get("profile"),
+            "key": row.get("key"), "model": cell["model"], "n_params": row.get("n_params"), "task": cell["task"],
+            "k": cell["k"], "mode": cell["mode"], "lr": cell["lr"], "eps": cell.get("eps"),
+            "seed": row["config"]["seed"], "dtype": cell["dtype"], "batch": cell["batch"], "metric": metric,
+            "steps": row["config"]["steps"], "steps_run": ft.get("steps_run"), "diverged": diverged,
+            "eval_every": s.get("eval_every"), "zero_shot": curve[0].get(metric) if curve else None,
+            "dev_final": -math.inf if diverged or not curve else curve[-1].get(metric),
+            "test": (ft.get("test") or {}).get(metric) if not diverged else None,
+            "test_metrics": ft.get("test"), "curve": curve, "train_loss": ft.get("train_loss") or [],
+            "final_params_sha256": ft.get("final_params_sha256"),
+            "pretrained_sha256": (row.get("pretrained") or {}).get("weights_sha256"),
+            "target_fraction": s.get("target_fraction"), "target_reference": s.get("target_reference"),
+            "provenance": Provenance(file, line, row.get("key"), row.get("machine_id"), commit, dirty,
+                                     "unknown" if not commit or dirty is None else "dirty" if dirty else "clean"),
+        })
+    df = pd.DataFrame(lines)
+    if len(df):
+        df["eps"] = df["eps"].astype(float)  # NaN for backprop: a grouping value like any other
+    return df
+
+
+def _groupby(df: pd.DataFrame, cols):
+    return df.groupby(cols, dropna=False, sort=True)
+
+
+def selection(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every grid point per method: seeds, mean and std of the final dev metric, diverged runs, chosen."""
+    if not len(runs):
+        return pd.DataFrame(columns=POINT + ["seeds", "dev_mean", "dev_std", "diverged", "chosen"])
+    g = _groupby(runs, POINT)
+    sel = g.agg(seeds=("seed", "nunique"), dev_mean=("dev_final", "mean"), dev_std=("dev_final", "std"),
+                diverged=("diverged", "sum")).reset_index()
+    sel["chosen"] = False
+    best = sel.groupby(METHOD, dropna=False)["dev_mean"].idxmax()
+    sel.loc[best.values, "chosen"] = True
+    return sel
+
+
+def chosen_runs(runs: pd.DataFrame, sel: pd.DataFrame) -> pd.DataFrame:
+    keep = sel[sel["chosen"]][POINT]
+    return runs.merge(keep, on=POINT, how="inner") if len(runs) else runs
+
+
+def targets(runs: pd.DataFrame, sel: pd.DataFrame) -> pd.DataFrame:
+    """Per machine, model, task and k: the reference mode's chosen mean dev metric and the target."""
+    out = []
+    for keys, grp in _groupby(runs, GROUP) if len(runs) else []:
+        ref, frac = grp["target_reference"].iloc[0], grp["target_fraction"].iloc[0]
+        r = sel[(sel[GROUP] == pd.Series(keys, index=GROUP)).all(axis=1) & (sel["mode"] == ref) & sel["chosen"]]
+        ref_dev = float(r["dev_mean"].iloc[0]) if len(r) and np.isfinite(r["dev_mean"].iloc[0]) else None
+        out.append({**dict(zip(GROUP, keys)), "metric": grp["metric"].iloc[0], "reference": ref,
+                    "reference_dev": ref_dev, "fraction": frac,
+                    "target": None if ref_dev is None else frac * ref_dev})
+    return pd.DataFrame(out, columns=GROUP + ["metric", "reference", "reference_dev", "fraction", "target"])
+
+
+def first_reach(curve: list[dict], metric: str, target: float) -> dict | None:
+    for p in curve:
+        v = p.get(metric)
+        if v is not None and v >= target:
+            return p
+    return None
+
+
+def to_target(runs: pd.DataFrame, tg: pd.DataFrame) -> pd.DataFrame:
+    """Per run (every grid point): reached, steps, train_s and energy_j at the first dev point >= target."""
+    if not len(runs):
+        return pd.DataFrame()
+    df = runs.merge(tg[GROUP + ["target"]], on=GROUP, how="left")
+    out = []
+    for _, r in df.iterrows():
+        t = r["target"]
+        p = first_reach(r["curve"], r["metric"], t) if t is not None and t == t else None
+        out.append({"reached": p is not None, "steps_to_target": p["step"] if p else None,
+                    "time_to_target_s": p["train_s"] if p else None,
+                    "energy_to_target_j": p.get("energy_j") if p else None})
+    return pd.concat([df.drop(columns=["curve", "train_loss", "test_metrics"]), pd.DataFrame(out, index=df.index)],
+                     axis=1)
+
+
+def _median(s: pd.Series):
+    s = s.dropna()
+    return float(s.median()) if len(s) else None
+
+
+def summary(runs: pd.DataFrame, sel: pd.DataFrame, tt: pd.DataFrame) -> pd.DataFrame:
+    """Per method at its chosen point: test mean and std over seeds, and the medians to target over the seeds
+    that reached it (with how many did)."""
+    if not len(runs):
+        return pd.DataFrame()
+    ch = chosen_runs(tt, sel)
+    out = []
+    for keys, grp in _groupby(ch, POINT):
+        reached = grp[grp["reached"]]
+        out.append({**dict(zip(POINT, keys)), "n_params": grp["n_params"].iloc[0], "metric": grp["metric"].iloc[0],
+                    "seeds": len(grp), "zero_shot": grp["zero_shot"].mean(), "dev_mean": grp["dev_final"].mean(),
+                    "test_mean": grp["test"].mean(), "test_std": grp["test"].std(),
+                    "reached": f"{len(reached)}/{len(grp)}", "steps_to_target": _median(reached["steps_to_target"]),
+                    "time_to_target_s": _median(reached["time_to_target_s"]),
+                    "energy_to_target_j": _median(reached["energy_to_target_j"]),
+                    "max_steps": int(grp["steps"].max())})
+    return pd.DataFrame(out).sort_values(["machine_id", "n_params", "task", "k", "mode"]).reset_index(drop=True)
+
+
+def parity(runs: pd.DataFrame) -> pd.DataFrame:
+    """zo2 against mezo at the same point and seed: the same train losses, dev curve and final weights?"""
+    if not len(runs):
+        return pd.DataFrame()
+    z, m = runs[runs["mode"] == "zo2"], runs[runs["mode"] == "mezo"]
+    on = ["machine_id", "model", "task", "k", "lr", "eps", "seed"]
+    pairs = z.merge(m, on=on, suffixes=("_zo2", "_mezo"))
+    strip = lambda c: [{k: v for k, v in p.items() if k not in ("train_s", "energy_j", "eval_s")} for p in c]
+    rows = [{**{k: r[k] for k in on}, "steps": len(r["train_loss_zo2"]),
+             "same_train_loss": r["train_loss_zo2"] == r["train_loss_mezo"],
+             "same_dev_curve": strip(r["curve_zo2"]) == strip(r["curve_mezo"]),
+             "same_final_weights": r["final_params_sha256_zo2"] == r["final_params_sha256_mezo"],
+             "time_ratio_zo2_over_mezo": (r["curve_zo2"][-1]["train_s"] / r["curve_mezo"][-1]["train_s"]
+                                          if r["curve_mezo"] and r["curve_mezo"][-1]["train_s"] else None)}
+            for _, r in pairs.iterrows()]
+    return pd.DataFrame(rows)
+
+
+def curves(runs: pd.DataFrame, chosen_only: bool = True, sel: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Dev curves as a long frame (one line per run and evaluation), for figures."""
+    if not len(runs):
+        return pd.DataFrame()
+    df = chosen_runs(runs, sel if sel is not None else selection(runs)) if chosen_only else runs
+    out = []
+    for _, r in df.iterrows():
+        for p in r["curve"]:
+            out.append({**{k: r[k] for k in POINT + ["seed", "n_params", "metric"]}, "step": p["step"],
+                        "value": p.get(r["metric"]), "loss": p.get("loss"), "train_s": p["train_s"],
+                        "energy_j": p.get("energy_j")})
+    return pd.DataFrame(out)
+
+
+def tables(results_dir: str | Path = "results", series: str = SERIES) -> dict[str, pd.DataFrame]:
+    """Every frame of the report's convergence section: runs, selection, targets, to_target, summary,
+    parity, curves, and from convergence_law: document_check, fit, predictions, verdicts."""
+    from zo2bench.analysis import convergence_law as law
+
+    runs = load(results_dir, series)
+    sel = selection(runs)
+    tg = targets(runs, sel)
+    tt = to_target(runs, tg)
+    summ = summary(runs, sel, tt)
+    fits = {m: law.fit(tt, m) for m in sorted(set(tt["machine_id"]))} if len(tt) else {}
+    frames = lambda f: pd.concat([f(x) for x in fits.values()], ignore_index=True) if fits else pd.DataFrame()
+    return {"runs": runs.drop(columns=["curve", "train_loss"]) if len(runs) else runs, "selection": sel,
+            "targets": tg, "to_target": tt, "summary": summ, "parity": parity(runs), "curves": curves(runs, sel=sel),
+            "document_check": law.document_check(), "fit": frames(law.fit_table),
+            "predictions": frames(law.predictions), "verdicts": law.verdicts_frame(law.judge(summ, tt, fits))}

@@ -1,0 +1,247 @@
+"""A small synthetic language, generated from a seed: its lexicon, its sentences and its pretraining corpus.
+
+    lex = lexicon(LanguageRecipe(seed=0))      # ~2,200 pseudo-words in classes, with sentiment polarities
+    rng = Rng(7)
+    text, polarity = review(rng, lex)            # "the lomita bakuse is not very fesodi but ..." , -2
+    facts = fact_passage(rng, lex, n=5)          # [(name, attribute, value), ...]
+    corpus_document(rng, lex)                    # one pretraining document (reviews, facts, lists, stories)
+
+Words are pseudo-words made of consonant-vowel syllables ("bakomi"), each in one class: names, nouns,
+verbs, adverbs, sentiment adjectives (positive, negative), neutral adjectives, attributes and values.
+A handful of English function words ("the", "is", "not", "but", "great", ...) glue them together, so
+prompts read like MeZO's ("... It was great").
+
+Sentiment follows a rule with composition: a clause's predicate adjective counts +1 or -1 (the label
+words "great" and "terrible" among them, for a tenth of the sentiment predicates; adjectives before nouns
+are neutral), "very" doubles it, "not"/"never" flip it, and a clause after "but" counts twice. A review's
+label is the sign of the sum (reviews summing to 0 are drawn again). The pretraining corpus mixes four kinds
+of documents: reviews (40%; three quarters of them followed by "in short : good/bad ." or "overall it was
+great/terrible ."), fact passages (25%; 60% followed by questions in a template other than the QA task's),
+word lists (20%; 60% followed by "backwards :" and the list reversed) and plain stories (15%). A pretrained
+model thus knows the words, the polarities, reading a fact back and reversing a list, each in a wording
+close to, but not the same as, the fine-tuning prompts' (as OPT has read reviews, but not MeZO's "It was
+great/terrible" template).
+
+Randomness comes only from `Rng`, which draws through random.Random.random() alone: Python guarantees
+that sequence for a seed across versions and platforms, so every machine generates the same data.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+
+CONSONANTS = "bdfgklmnprstvz"
+VOWELS = "aeiou"
+# English glue: function words, the label words and the prompts' words. Lower case: the tokenizer lowercases.
+FUNCTION_WORDS = (
+    "the", "a", "is", "was", "not", "never", "very", "and", "but", "it", "of", "what", "question", "answer",
+    "reversed", "backwards", "list", "in", "short", "good", "bad", "great", "terrible", "overall", "then",
+    "with", "to", "also",
+)
+PUNCTUATION = (".", ",", "?", ":", ";", "!")
+NEGATIONS = ("not", "never")
+LABEL_ADJECTIVES = {"positive": "great", "negative": "terrible"}   # the classification task's label words
+CLASSES = ("names", "nouns", "verbs", "adverbs", "positive", "negative", "neutral", "attributes", "values")
+
+
+@dataclass(frozen=True)
+class LanguageRecipe:
+    """What the language is made of; its fields (and the generator's code version) name the data's digest."""
+
+    seed: int = 0            # the lexicon's seed
+    names: int = 300         # people and places: the subjects of facts
+    nouns: int = 800
+    verbs: int = 200
+    adverbs: int = 80
+    positive: int = 24       # sentiment adjectives, +1 each (few: their polarity must be learnable from text)
+    negative: int = 24       # sentiment adjectives, -1 each
+    neutral: int = 240       # adjectives without sentiment
+    attributes: int = 30     # the keys of facts ("the <attribute> of <name> is <value>")
+    values: int = 500        # the values of facts
+
+    def sizes(self) -> dict[str, int]:
+        return {c: getattr(self, c) for c in CLASSES}
+
+
+class Rng:
+    """Deterministic choices from random.Random(seed).random() only (stable across Python versions)."""
+
+    def __init__(self, seed: int):
+        self._r = random.Random(seed)
+
+    def random(self) -> float:
+        return self._r.random()
+
+    def below(self, n: int) -> int:
+        return min(int(self._r.random() * n), n - 1)
+
+    def between(self, lo: int, hi: int) -> int:
+        """An integer in [lo, hi]."""
+        return lo + self.below(hi - lo + 1)
+
+    def choice(self, seq):
+        return seq[self.below(len(seq))]
+
+    def chance(self, p: float) -> bool:
+        return self._r.random() < p
+
+    def shuffle(self, items: list) -> list:
+        """Fisher-Yates in place through below(); returns items."""
+        for i in range(len(items) - 1, 0, -1):
+            j = self.below(i + 1)
+            items[i], items[j] = items[j], items[i]
+        return items
+
+    def sample(self, seq, k: int) -> list:
+        return self.shuffle(list(seq))[:k]
+
+
+def derive_seed(*parts) -> int:
+    """A seed from several parts (ints and strings), the same on every machine (no hash randomisation)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "big")
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    words: dict[str, tuple[str, ...]]   # class -> words
+    polarity: dict[str, int]            # sentiment adjective -> +1 / -1
+
+    def all_words(self) -> list[str]:
+        return [w for c in CLASSES for w in self.words[c]]
+
+
+@lru_cache(maxsize=8)
+def lexicon(recipe: LanguageRecipe) -> Lexicon:
+    rng = Rng(derive_seed("lexicon", recipe.seed))
+    syllables = [c + v for c in CONSONANTS for v in VOWELS]
+    taken = set(FUNCTION_WORDS)
+    need = sum(recipe.sizes().values())
+    if need > 0.5 * len(syllables) ** 3:
+        raise ValueError(f"{need} words is more than the syllable space holds comfortably")
+    drawn: list[str] = []
+    while len(drawn) < need:
+        w = "".join(rng.choice(syllables) for _ in range(2 if rng.chance(0.5) else 3))
+        if w not in taken:
+            taken.add(w)
+            drawn.append(w)
+    words, i = {}, 0
+    for cls, n in recipe.sizes().items():
+        words[cls] = tuple(drawn[i:i + n])
+        i += n
+    polarity = {w: 1 for w in words["positive"]} | {w: -1 for w in words["negative"]} | {"great": 1, "terrible": -1}
+    return Lexicon(words, polarity)
+
+
+# -- sentences ------------------------------------------------------------------------------------------
+def _noun_phrase(rng: Rng, lex: Lexicon) -> list[str]:
+    """"the [neutral adjective] noun": sentiment is carried by predicates only."""
+    out = ["the"]
+    if rng.chance(0.5):
+        out.append(rng.choice(lex.words["neutral"]))
+    out.append(rng.choice(lex.words["nouns"]))
+    return out
+
+
+def clause(rng: Rng, lex: Lexicon) -> tuple[list[str], int]:
+    """One clause and its sentiment: "the X is [not] [very] ADJ" or "the X VERB the Y [ADVERB]"."""
+    subject, pol = _noun_phrase(rng, lex), 0   # sentiment comes from the predicate alone
+    if rng.chance(0.8):
+        words = ["is" if rng.chance(0.7) else "was"]
+        sign, weight = 1, 1
+        if rng.chance(0.35):
+            words.append(rng.choice(NEGATIONS))
+            sign = -1
+        if rng.chance(0.3):
+            words.append("very")
+            weight = 2
+        cls = rng.choice(("positive", "negative", "positive", "negative", "neutral"))
+        adj = rng.choice(lex.words[cls])
+        if cls != "neutral" and rng.chance(0.1):  # the label words are words of the language too
+            adj = LABEL_ADJECTIVES[cls]
+        words.append(adj)
+        pol += sign * weight * lex.polarity.get(adj, 0)
+    else:
+        words = [rng.choice(lex.words["verbs"]), *_noun_phrase(rng, lex)]
+        if rng.chance(0.4):
+            words.append(rng.choice(lex.words["adverbs"]))
+    return subject + words, pol
+
+
+def review(rng: Rng, lex: Lexicon) -> tuple[str, int]:
+    """A review of one or two clauses joined by "and"/"but", and its nonzero polarity (sum of its clauses;
+    a clause after "but" counts twice)."""
+    while True:
+        words, total = [], 0
+        for i in range(rng.between(1, 2)):
+            c, pol = clause(rng, lex)
+            if i:
+                joiner = rng.choice(("and", "but"))
+                words.append(joiner)
+                pol *= 2 if joiner == "but" else 1
+            words += c
+            total += pol
+        if total != 0:
+            return " ".join(words) + " .", total
+
+
+def value_phrase(rng: Rng, lex: Lexicon) -> str:
+    """A fact's value: one word, or two (a neutral adjective and a value) a third of the time."""
+    v = rng.choice(lex.words["values"])
+    return f"{rng.choice(lex.words['neutral'])} {v}" if rng.chance(1 / 3) else v
+
+
+def fact_passage(rng: Rng, lex: Lexicon, n: int) -> list[tuple[str, str, str]]:
+    """n facts (name, attribute, value) with distinct (name, attribute) pairs; names and attributes repeat
+    across facts, so a question must match both."""
+    names = rng.sample(lex.words["names"], max(2, (n + 1) // 2))
+    attrs = rng.sample(lex.words["attributes"], max(2, (n + 1) // 2))
+    pairs = rng.sample([(a, b) for a in names for b in attrs], n)
+    return [(name, attr, value_phrase(rng, lex)) for name, attr in pairs]
+
+
+def fact_text(facts) -> str:
+    return " ".join(f"the {attr} of {name} is {value} ." for name, attr, value in facts)
+
+
+def word_list(rng: Rng, lex: Lexicon, lo: int = 3, hi: int = 6) -> list[str]:
+    pool = lex.words["nouns"] + lex.words["names"]
+    return [rng.choice(pool) for _ in range(rng.between(lo, hi))]
+
+
+def story(rng: Rng, lex: Lexicon) -> str:
+    out = []
+    for _ in range(rng.between(2, 5)):
+        c, _ = clause(rng, lex)
+        out.append(" ".join(c) + rng.choice((" .", " .", " ;", " !")))
+    return " ".join(out)
+
+
+def corpus_document(rng: Rng, lex: Lexicon) -> str:
+    """One pretraining document (see the module docstring for the mixture)."""
+    u = rng.random()
+    if u < 0.4:
+        parts = []
+        for _ in range(rng.between(1, 3)):
+            text, pol = review(rng, lex)
+            if rng.chance(0.75):
+                text += (f" in short : {'good' if pol > 0 else 'bad'} ." if rng.chance(0.5)
+                         else f" overall it was {'great' if pol > 0 else 'terrible'} .")
+            parts.append(text)
+        return " ".join(parts)
+    if u < 0.65:
+        facts = fact_passage(rng, lex, rng.between(3, 6))
+        text = fact_text(facts)
+        if rng.chance(0.6):
+            for name, attr, value in rng.sample(facts, rng.between(1, 2)):
+                text += f" {attr} of {name} ? {value} ."
+        return text
+    if u < 0.85:
+        words = word_list(rng, lex)
+        text = "list : " + " ".join(words) + " ."
+        if rng.chance(0.6):
+            text += " backwards : " + " ".join(reversed(words)) + " ."
+        return text
+    return story(rng, lex)
