@@ -220,6 +220,11 @@ def test_a_micro_sweep_end_to_end_and_its_analysis(tmp_path, monkeypatch):
     assert sel.groupby(["model", "mode"])["chosen"].sum().eq(1).all() and len(sel) == 4
     assert set(t["summary"]["mode"]) == {"zo2", "mezo", "fo-adamw"} and t["targets"]["target"].notna().all()
     assert len(t["verdicts"]) and set(t["verdicts"]["verdict"]) <= set(V.VERDICTS)
+    from zo2bench.report import convergence_figures as cf
+    from zo2bench.report import figures
+
+    assert "<svg" in figures.svg(cf.parity, t) and "<svg" in figures.svg(cf.dev_curves, t, rows[0]["machine_id"],
+                                                                         "classification", 16)
 
 
 # -- the analysis, on rows whose law is known ----------------------------------------------------------------
@@ -287,3 +292,10 @@ def test_the_analysis_recovers_a_known_law_and_judges_the_claims(tmp_path):
     assert v.loc["002-4.1-k", "verdict"] == V.FAILS                  # 0.01 against 1000
     pred = t["predictions"].set_index("model")
     assert pred.loc["opt-175b", "extrapolated"] and pred.loc["opt-175b", "pi_hi"] > pred.loc["opt-175b", "predicted"]
+    from zo2bench.report import convergence_figures as cf
+    from zo2bench.report import figures
+
+    for fn, args in ((cf.dev_curves, ("h100", "classification", 16)), (cf.steps_to_target, ("h100",)),
+                     (cf.parity, ())):
+        text = figures.svg(fn, t, *args)
+        assert "<svg" in text and text == figures.svg(fn, t, *args)  # drawn, and the same bytes twice

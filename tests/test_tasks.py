@@ -39,27 +39,22 @@ def test_the_same_seed_gives_the_same_data_and_another_seed_other_data(data, tmp
 
 
 def _polarity(text: str, lex: L.Lexicon) -> int:
-    """The sentiment rule, written again from the words: the predicate adjective after is/was counts x2 after
-    "very" and flips after not/never; a clause after "but" counts twice; other adjectives are neutral."""
-    total, weight = 0, 1
+    """The sentiment rule, written again from the words: each predicate adjective after is/was counts, x2
+    after "very", flipped after not/never; exactly one clause carries sentiment; other adjectives are neutral."""
+    total, carriers = 0, 0
     words = text.replace(" .", "").split()
-    i = 0
-    while i < len(words):
-        w = words[i]
-        if w in ("and", "but"):
-            weight = 2 if w == "but" else 1
-        elif w in ("is", "was"):
+    for i, w in enumerate(words):
+        if w in ("is", "was"):
             sign, mult, j = 1, 1, i + 1
             if words[j] in L.NEGATIONS:
                 sign, j = -1, j + 1
             if words[j] == "very":
                 mult, j = 2, j + 1
-            total += weight * sign * mult * lex.polarity.get(words[j], 0)
-            i = j
-        elif w in lex.polarity:
-            total += weight * lex.polarity[w]
-        i += 1
-    return total
+            total += sign * mult * lex.polarity.get(words[j], 0)
+            carriers += words[j] in lex.polarity
+        elif w in lex.polarity and words[i - 1] not in ("is", "was", "very", *L.NEGATIONS):
+            return 0  # an attributive sentiment adjective: the rule says there is none
+    return total if carriers == 1 else 0
 
 
 def test_every_task_follows_its_rule(data):

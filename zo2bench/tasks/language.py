@@ -2,7 +2,7 @@
 
     lex = lexicon(LanguageRecipe(seed=0))      # ~2,200 pseudo-words in classes, with sentiment polarities
     rng = Rng(7)
-    text, polarity = review(rng, lex)            # "the lomita bakuse is not very fesodi but ..." , -2
+    text, polarity = review(rng, lex)            # "the bakuse is not very fesodi and the ...", -2
     facts = fact_passage(rng, lex, n=5)          # [(name, attribute, value), ...]
     corpus_document(rng, lex)                    # one pretraining document (reviews, facts, lists, stories)
 
@@ -11,16 +11,16 @@ verbs, adverbs, sentiment adjectives (positive, negative), neutral adjectives, a
 A handful of English function words ("the", "is", "not", "but", "great", ...) glue them together, so
 prompts read like MeZO's ("... It was great").
 
-Sentiment follows a rule with composition: a clause's predicate adjective counts +1 or -1 (the label
-words "great" and "terrible" among them, for a tenth of the sentiment predicates; adjectives before nouns
-are neutral), "very" doubles it, "not"/"never" flip it, and a clause after "but" counts twice. A review's
-label is the sign of the sum (reviews summing to 0 are drawn again). The pretraining corpus mixes four kinds
-of documents: reviews (40%; three quarters of them followed by "in short : good/bad ." or "overall it was
-great/terrible ."), fact passages (25%; 60% followed by questions in a template other than the QA task's),
-word lists (20%; 60% followed by "backwards :" and the list reversed) and plain stories (15%). A pretrained
-model thus knows the words, the polarities, reading a fact back and reversing a list, each in a wording
-close to, but not the same as, the fine-tuning prompts' (as OPT has read reviews, but not MeZO's "It was
-great/terrible" template).
+Sentiment follows a rule with negation: a review has one sentiment clause, "the X is [not] [very] ADJ",
+among neutral clauses; its adjective counts +1 or -1 (the label words "great" and "terrible" among them,
+for a tenth of the sentiment clauses), "very" doubles it and "not"/"never" flip it; the label is the sign.
+Adjectives before nouns and in the neutral clauses carry no sentiment. The pretraining corpus mixes four
+kinds of documents: reviews (40%; three quarters of them followed by "in short : good/bad ." or "overall it
+was great/terrible ."), fact passages (25%; 60% followed by questions in a template other than the QA
+task's), word lists (20%; 60% followed by "backwards :" and the list reversed) and plain stories (15%). A
+pretrained model thus knows the words, the polarities, reading a fact back and reversing a list, each in a
+wording close to, but not the same as, the fine-tuning prompts' (as OPT has read reviews, but not MeZO's
+"It was great/terrible" template).
 
 Randomness comes only from `Rng`, which draws through random.Random.random() alone: Python guarantees
 that sequence for a seed across versions and platforms, so every machine generates the same data.
@@ -145,46 +145,43 @@ def _noun_phrase(rng: Rng, lex: Lexicon) -> list[str]:
     return out
 
 
-def clause(rng: Rng, lex: Lexicon) -> tuple[list[str], int]:
-    """One clause and its sentiment: "the X is [not] [very] ADJ" or "the X VERB the Y [ADVERB]"."""
-    subject, pol = _noun_phrase(rng, lex), 0   # sentiment comes from the predicate alone
-    if rng.chance(0.8):
-        words = ["is" if rng.chance(0.7) else "was"]
-        sign, weight = 1, 1
-        if rng.chance(0.35):
-            words.append(rng.choice(NEGATIONS))
-            sign = -1
-        if rng.chance(0.3):
-            words.append("very")
-            weight = 2
-        cls = rng.choice(("positive", "negative", "positive", "negative", "neutral"))
-        adj = rng.choice(lex.words[cls])
-        if cls != "neutral" and rng.chance(0.1):  # the label words are words of the language too
-            adj = LABEL_ADJECTIVES[cls]
-        words.append(adj)
-        pol += sign * weight * lex.polarity.get(adj, 0)
-    else:
+def clause(rng: Rng, lex: Lexicon, sentiment: bool | None = None) -> tuple[list[str], int]:
+    """One clause and its sentiment. With sentiment=True: "the X is|was [not|never] [very] ADJ" with a
+    sentiment adjective (+1 or -1, x2 after "very", flipped after a negation); False: a neutral clause
+    ("the X VERB the Y [ADVERB]" or a neutral predicate), 0; None: either (stories)."""
+    subject = _noun_phrase(rng, lex)
+    if sentiment is None:
+        sentiment = rng.chance(0.5)
+    if not sentiment and rng.chance(0.6):
         words = [rng.choice(lex.words["verbs"]), *_noun_phrase(rng, lex)]
         if rng.chance(0.4):
             words.append(rng.choice(lex.words["adverbs"]))
-    return subject + words, pol
+        return subject + words, 0
+    words, sign, weight = ["is" if rng.chance(0.7) else "was"], 1, 1
+    if rng.chance(0.35):
+        words.append(rng.choice(NEGATIONS))
+        sign = -1
+    if rng.chance(0.3):
+        words.append("very")
+        weight = 2
+    cls = rng.choice(("positive", "negative")) if sentiment else "neutral"
+    adj = rng.choice(lex.words[cls])
+    if sentiment and rng.chance(0.1):  # the label words are words of the language too
+        adj = LABEL_ADJECTIVES[cls]
+    return subject + words + [adj], sign * weight * lex.polarity.get(adj, 0)
 
 
 def review(rng: Rng, lex: Lexicon) -> tuple[str, int]:
-    """A review of one or two clauses joined by "and"/"but", and its nonzero polarity (sum of its clauses;
-    a clause after "but" counts twice)."""
-    while True:
-        words, total = [], 0
-        for i in range(rng.between(1, 2)):
-            c, pol = clause(rng, lex)
-            if i:
-                joiner = rng.choice(("and", "but"))
-                words.append(joiner)
-                pol *= 2 if joiner == "but" else 1
-            words += c
-            total += pol
-        if total != 0:
-            return " ".join(words) + " .", total
+    """A review: one sentiment clause, with a neutral clause before and/or after it half the time each,
+    joined by "and"/"but", and its polarity (nonzero: the sentiment clause's)."""
+    clauses = [clause(rng, lex, sentiment=False)] if rng.chance(0.5) else []
+    clauses.append(clause(rng, lex, sentiment=True))
+    if rng.chance(0.5):
+        clauses.append(clause(rng, lex, sentiment=False))
+    words = list(clauses[0][0])
+    for c, _ in clauses[1:]:
+        words += [rng.choice(("and", "but")), *c]
+    return " ".join(words) + " .", sum(p for _, p in clauses)
 
 
 def value_phrase(rng: Rng, lex: Lexicon) -> str:

@@ -1,0 +1,104 @@
+"""The convergence section's figures, from the frames of analysis/convergence.tables (they fit nothing).
+
+    from zo2bench.analysis import convergence as cv
+    from zo2bench.report import convergence_figures as cf, figures
+    t = cv.tables("results")
+    figures.svg(cf.dev_curves, t, "h100-80gb-hbm3", "classification", 16)   # curves per size, each mode
+    figures.svg(cf.steps_to_target, t, "h100-80gb-hbm3")                    # the law: measured, fitted, 4.1's
+    figures.svg(cf.parity, t)                                                # zo2 against mezo, the same curve
+
+Conventions as figures.py: a colour per mode; the chosen lr's seeds as thin lines, their mean thick; the
+target dashed; the document's table hollow squares; the fit solid over the sizes it saw, dashed beyond.
+"""
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from zo2bench.report.figures import MODE_COLORS, count_text, new_figure
+
+
+def dev_curves(t: dict, machine: str, task: str, k: int, x: str = "step") -> Figure:
+    """Dev metric against steps (x="step") or training seconds (x="train_s"), one panel per model."""
+    c = t["curves"]
+    c = c[(c["machine_id"] == machine) & (c["task"] == task) & (c["k"] == k)] if len(c) else c
+    models = list(c.sort_values("n_params")["model"].unique()) if len(c) else []
+    fig, axes = new_figure(3.4 * max(len(models), 1), 3.6, ncols=max(len(models), 1), sharey=True)
+    tg = t["targets"]
+    for ax, model in zip(axes[0], models):
+        m = c[c["model"] == model]
+        for mode, g in m.groupby("mode"):
+            for _, run in g.groupby("seed"):
+                ax.plot(run[x], run["value"], color=MODE_COLORS.get(mode, "black"), lw=0.6, alpha=0.4)
+            mean = g.groupby(x if x == "step" else "step")["value"].mean()
+            xs = mean.index if x == "step" else g.groupby("step")[x].mean().loc[mean.index]
+            ax.plot(xs, mean.values, color=MODE_COLORS.get(mode, "black"), lw=1.8,
+                    label=f"{mode} (lr {g['lr'].iloc[0]:g})")
+        target = tg[(tg["machine_id"] == machine) & (tg["model"] == model) & (tg["task"] == task) & (tg["k"] == k)]
+        if len(target) and target["target"].iloc[0] == target["target"].iloc[0]:
+            ax.axhline(target["target"].iloc[0], color="0.3", ls="--", lw=1, label="target")
+        ax.set_xscale("symlog", linthresh=10)
+        ax.set_title(f"{model} ({count_text(m['n_params'].iloc[0])})")
+        ax.set_xlabel("step" if x == "step" else "training time, s")
+    if models:
+        axes[0][0].set_ylabel(f"dev {c['metric'].iloc[0]} ({task}, k={k})")
+        axes[0][0].legend(loc="lower right")
+    return fig
+
+
+def steps_to_target(t: dict, machine: str) -> Figure:
+    """Zeroth-order steps to target against parameters, per lr: the runs, the fitted law, 4.1's table."""
+    from zo2bench.analysis import convergence_law as law
+
+    tt = law.zo_runs(t["to_target"]) if len(t["to_target"]) else t["to_target"]
+    tt = tt[(tt["machine_id"] == machine) & tt["reached"] & (tt["steps_to_target"] > 0)] if len(tt) else tt
+    fig, axes = new_figure(6.5, 4.6)
+    ax = axes[0][0]
+    fit = t["fit"]
+    fit = fit[fit["machine_id"] == machine].set_index("term") if len(fit) else fit
+    doc = law.document_check()
+    lrs = sorted(tt["lr"].unique()) if len(tt) else []
+    cmap = [plt_color(i, len(lrs)) for i in range(len(lrs))]
+    for lr, color in zip(lrs, cmap):
+        g = tt[tt["lr"] == lr]
+        ax.scatter(g["n_params"], g["steps_to_target"], color=color, s=18, label=f"measured, lr {lr:g}")
+        if len(fit) and "log_n" in fit.index:
+            lo, hi = tt["n_params"].min(), tt["n_params"].max()
+            ns = np.logspace(np.log10(lo), np.log10(hi), 20)
+            y = np.exp(fit.loc["const", "estimate"] + fit.loc["log_n", "estimate"] * np.log(ns)
+                       + (fit.loc["log_lr", "estimate"] * np.log(lr) if "log_lr" in fit.index else 0.0))
+            ax.plot(ns, y, color=color, lw=1.2)
+    ax.scatter(doc["n_params"], doc["simple"], marker="s", facecolor="none", edgecolor="black", s=40,
+               label="002 4.1 table (simple task)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("steps to target")
+    if len(fit) and "log_n" in fit.index:
+        r = fit.loc["log_n"]
+        ax.set_title(f"exponent of n: {r['estimate']:.2f} [{r['ci_lo']:.2f}, {r['ci_hi']:.2f}] (4.1: 0.5)")
+    ax.legend(loc="upper left")
+    return fig
+
+
+def parity(t: dict) -> Figure:
+    """zo2 against mezo at the same point and seed: how many runs had the same curve and final weights, and
+    zo2's training time over mezo's for those same steps (the price of offloading), per model."""
+    p = t["parity"]
+    fig, axes = new_figure(5.0, 3.8)
+    ax = axes[0][0]
+    same = int(p[["same_train_loss", "same_dev_curve", "same_final_weights"]].all(axis=1).sum()) if len(p) else 0
+    ax.set_title(f"zo2 and mezo: {same} of {len(p)} runs with the same curve and final weights")
+    if len(p):
+        n = t["runs"].drop_duplicates("model").set_index("model")["n_params"]
+        g = p.groupby("model")["time_ratio_zo2_over_mezo"].median().sort_index(key=lambda m: m.map(n))
+        ax.bar([f"{m}\n{count_text(n[m])}" for m in g.index], g.values, color=MODE_COLORS["zo2"])
+        ax.axhline(1.0, color="0.3", lw=1)
+    ax.set_ylabel("training time, zo2 / mezo (median)")
+    return fig
+
+
+def plt_color(i: int, n: int):
+    import matplotlib
+
+    return matplotlib.colormaps["viridis"](0.15 + 0.7 * i / max(n - 1, 1))
