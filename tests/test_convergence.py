@@ -234,9 +234,10 @@ def _row(model, mode, lr, seed, curve, test, eps=None, task="classification", st
     cell = {"model": model, "mode": mode, "dtype": "fp32", "batch": 16, "seq": 128, "repeat": seed, "task": task,
             "k": 16, "lr": lr, **({"eps": eps} if eps else {})}
     return {"schema_version": 1, "kind": "sweep_cell", "key": key, "cell": cell, "machine_id": "h100", "n_params": n,
+            "profile": "gpu",
             "status": "ok", "config": {"seed": seed, "steps": steps or curve[-1]["step"]},
             "convergence": {"eval_every": 1, "target_fraction": 0.9, "target_reference": "fo-adamw"},
-            "finetune": {"dev_curve": curve, "test": {"accuracy": test}, "train_loss": [1.0],
+            "finetune": {"dev_curve": curve, "test": {"accuracy": test}, "train_loss": [1.0], "dev_examples": 256,
                          "diverged_at_step": None, "final_params_sha256": key}}
 
 
@@ -269,11 +270,16 @@ def test_the_analysis_recovers_a_known_law_and_judges_the_claims(tmp_path):
                 results.append_row(f, _row(model, "zo2", lr, seed, curve, 0.9 * 0.95 if lr == 1e-5 else 0.5, 1e-3))
         results.append_row(f, _row(model, "zo2", 1e-3, 0, _curve(10, 0.6, 1.0, last=10)[:1] + [
             {"step": 10, "train_s": 1.0, "energy_j": None, "accuracy": 0.6}], 0.5, 1e-3))  # never reaches: censored
+    flat = [{"step": s, "train_s": s, "energy_j": None, "f1": 0.5} for s in (0, 10)]  # fo-adamw learns no QA
+    results.append_row(f, _row("ladder-64x2", "fo-adamw", 1e-4, 0, flat, 0.5, task="qa"))
+    results.append_row(f, _row("ladder-64x2", "zo2", 1e-5, 0, flat, 0.1, 1e-3, task="qa"))
     t = cv.tables(tmp_path / "results", "conv")
     sel = t["selection"]
     chosen = sel[sel["chosen"]].set_index(["model", "mode"])["lr"]
     assert (chosen.xs("fo-adamw", level="mode") == 1e-4).all() and (chosen.xs("zo2", level="mode") == 1e-5).all()
-    assert t["targets"]["target"].round(6).eq(0.81).all()
+    cls = t["targets"][t["targets"]["task"] == "classification"]
+    assert cls["target"].round(6).eq(0.81).all() and cls["reference_learned"].all()
+    assert not t["targets"][t["targets"]["task"] == "qa"]["reference_learned"].any()
     tt = t["to_target"]
     censored = tt[(tt["mode"] == "zo2") & (tt["lr"] == 1e-3)]
     assert len(censored) == len(ladder.LADDER) and not censored["reached"].any()
@@ -287,6 +293,7 @@ def test_the_analysis_recovers_a_known_law_and_judges_the_claims(tmp_path):
     assert 0.5 < doc.attrs["table_exponent_of_n"] < 0.6
     v = t["verdicts"].set_index("claim_id")
     assert v.loc["002-4.2-accuracy", "verdict"] == V.HOLDS          # 0.855/0.9 = 0.95, within [0.85, 1.0]
+    assert "left out" in v.loc["002-4.2-accuracy", "note"] and "ladder-64x2 qa" in v.loc["002-4.2-accuracy", "note"]
     assert v.loc["002-2.2-opt-125m-slowdown", "verdict"] == V.PARTIAL  # 2x on the OPT-125M shape only
     assert v.loc["002-2.2-opt-125m-slowdown", "measured"] == pytest.approx(2.0, rel=0.05)
     assert v.loc["002-4.1-k", "verdict"] == V.FAILS                  # 0.01 against 1000

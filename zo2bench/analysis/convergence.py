@@ -9,10 +9,13 @@
 
 Rules, stated once:
 - metric: each task's primary dev metric (tasks.examples.PRIMARY_METRIC), in [0, 1];
-- choice: per machine, model, task, k and mode, the (lr, eps) with the best mean final dev metric over seeds
+- choice: per machine, profile, model, task, k and mode, the (lr, eps) with the best mean final dev metric over seeds
   (a diverged run counts as -inf); every grid point and its mean stay in `selection` (MeZO's users ask for it);
 - target: `target_fraction` (0.9) of the reference mode's (fo-adamw) mean final dev metric at its chosen
-  point, on the same machine, model, task and k (both from the rows' settings);
+  point, on the same machine, profile, model, task and k (both from the rows' settings);
+- learned: whether the reference's mean final dev metric beats its own before training by more than
+  1/sqrt(dev examples) (two standard errors of a mean of values in [0, 1]); where it does not, the target
+  may lie below where the runs start (reached at step 0) and 4.2's ratio compares two guesses (left out);
 - to target: the first dev evaluation at or above the target: its step, the training wall time and GPU energy
   up to it (evaluation excluded; energy None without a GPU). A run that never gets there is censored
   (reached = False), never given a number. Step resolution is the run's eval_every.
@@ -31,7 +34,7 @@ from zo2bench import results
 from zo2bench.analysis.evidence import Provenance
 
 SERIES = "convergence_scaling"
-GROUP = ["machine_id", "model", "task", "k"]
+GROUP = ["machine_id", "profile", "model", "task", "k"]   # profiles differ in steps and grids: never mixed
 METHOD = GROUP + ["mode"]
 POINT = METHOD + ["lr", "eps"]
 
@@ -80,7 +83,8 @@ def load(results_dir: str | Path = "results", series: str = SERIES) -> pd.DataFr
             "k": cell["k"], "mode": cell["mode"], "lr": cell["lr"], "eps": cell.get("eps"),
             "seed": row["config"]["seed"], "dtype": cell["dtype"], "batch": cell["batch"], "metric": metric,
             "steps": row["config"]["steps"], "steps_run": ft.get("steps_run"), "diverged": diverged,
-            "eval_every": s.get("eval_every"), "zero_shot": curve[0].get(metric) if curve else None,
+            "eval_every": s.get("eval_every"), "dev_examples": ft.get("dev_examples"),
+            "zero_shot": curve[0].get(metric) if curve else None,
             "dev_final": -math.inf if diverged or not curve else curve[-1].get(metric),
             "test": (ft.get("test") or {}).get(metric) if not diverged else None,
             "test_metrics": ft.get("test"), "curve": curve, "train_loss": ft.get("train_loss") or [],
@@ -125,10 +129,16 @@ def targets(runs: pd.DataFrame, sel: pd.DataFrame) -> pd.DataFrame:
         ref, frac = grp["target_reference"].iloc[0], grp["target_fraction"].iloc[0]
         r = sel[(sel[GROUP] == pd.Series(keys, index=GROUP)).all(axis=1) & (sel["mode"] == ref) & sel["chosen"]]
         ref_dev = float(r["dev_mean"].iloc[0]) if len(r) and np.isfinite(r["dev_mean"].iloc[0]) else None
+        ref_runs = grp[(grp["mode"] == ref) & (grp["lr"] == r["lr"].iloc[0])] if len(r) else grp.iloc[0:0]
+        zero = float(ref_runs["zero_shot"].mean()) if len(ref_runs) else None
+        n_dev = grp["dev_examples"].max()
+        margin = 1 / math.sqrt(n_dev) if n_dev == n_dev and n_dev else 0.0  # 2 s.e. of a mean of values in [0, 1]
         out.append({**dict(zip(GROUP, keys)), "metric": grp["metric"].iloc[0], "reference": ref,
-                    "reference_dev": ref_dev, "fraction": frac,
-                    "target": None if ref_dev is None else frac * ref_dev})
-    return pd.DataFrame(out, columns=GROUP + ["metric", "reference", "reference_dev", "fraction", "target"])
+                    "reference_dev": ref_dev, "reference_zero_shot": zero,
+                    "reference_learned": ref_dev is not None and zero is not None and ref_dev > zero + margin,
+                    "fraction": frac, "target": None if ref_dev is None else frac * ref_dev})
+    return pd.DataFrame(out, columns=GROUP + ["metric", "reference", "reference_dev", "reference_zero_shot",
+                                              "reference_learned", "fraction", "target"])
 
 
 def first_reach(curve: list[dict], metric: str, target: float) -> dict | None:
@@ -176,7 +186,8 @@ def summary(runs: pd.DataFrame, sel: pd.DataFrame, tt: pd.DataFrame) -> pd.DataF
                     "time_to_target_s": _median(reached["time_to_target_s"]),
                     "energy_to_target_j": _median(reached["energy_to_target_j"]),
                     "max_steps": int(grp["steps"].max())})
-    return pd.DataFrame(out).sort_values(["machine_id", "n_params", "task", "k", "mode"]).reset_index(drop=True)
+    return pd.DataFrame(out).sort_values(["machine_id", "profile", "n_params", "task", "k", "mode"]).reset_index(
+        drop=True)
 
 
 def parity(runs: pd.DataFrame) -> pd.DataFrame:
@@ -184,7 +195,7 @@ def parity(runs: pd.DataFrame) -> pd.DataFrame:
     if not len(runs):
         return pd.DataFrame()
     z, m = runs[runs["mode"] == "zo2"], runs[runs["mode"] == "mezo"]
-    on = ["machine_id", "model", "task", "k", "lr", "eps", "seed"]
+    on = GROUP + ["lr", "eps", "seed"]
     pairs = z.merge(m, on=on, suffixes=("_zo2", "_mezo"))
     strip = lambda c: [{k: v for k, v in p.items() if k not in ("train_s", "energy_j", "eval_s")} for p in c]
     rows = [{**{k: r[k] for k in on}, "steps": len(r["train_loss_zo2"]),
@@ -221,9 +232,10 @@ def tables(results_dir: str | Path = "results", series: str = SERIES) -> dict[st
     tg = targets(runs, sel)
     tt = to_target(runs, tg)
     summ = summary(runs, sel, tt)
-    fits = {m: law.fit(tt, m) for m in sorted(set(tt["machine_id"]))} if len(tt) else {}
+    pairs = sorted(set(zip(tt["machine_id"], tt["profile"]))) if len(tt) else []
+    fits = {(m, p): law.fit(tt, m, p) for m, p in pairs}
     frames = lambda f: pd.concat([f(x) for x in fits.values()], ignore_index=True) if fits else pd.DataFrame()
     return {"runs": runs.drop(columns=["curve", "train_loss"]) if len(runs) else runs, "selection": sel,
             "targets": tg, "to_target": tt, "summary": summ, "parity": parity(runs), "curves": curves(runs, sel=sel),
             "document_check": law.document_check(), "fit": frames(law.fit_table),
-            "predictions": frames(law.predictions), "verdicts": law.verdicts_frame(law.judge(summ, tt, fits))}
+            "predictions": frames(law.predictions), "verdicts": law.verdicts_frame(law.judge(summ, tt, fits, tg))}

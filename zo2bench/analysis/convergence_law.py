@@ -4,12 +4,12 @@ the measured ladder with intervals, and verdicts on sections 4.1, 4.2 and 2.2.
     from zo2bench.analysis import convergence as cv, convergence_law as law
     t = cv.tables("results"); tt, summ = t["to_target"], t["summary"]
     law.document_check()                 # the 4.1 table against formula 4.1 with its stated constants
-    f = law.fit(tt[tt.machine_id == m])  # log(steps) = c + alpha log(n) + beta log(lr) + task terms (OLS)
+    f = law.fit(tt, machine, profile)    # log(steps) = c + alpha log(n) + beta log(lr) + task terms (OLS)
     law.fit_table(f), law.predictions(f) # estimates with 95% intervals; the table's sizes, extrapolated
-    law.judge(summ, tt, f)               # list[verdicts.Verdict], one per claim and machine
+    law.judge(summ, tt)                  # list[verdicts.Verdict], one per claim, machine and profile
 
 The fit uses every zeroth-order run that reached its target (zo2; mezo where a point has no zo2 run, never
-both: their curves are the same), all grid points and seeds, one machine at a time. A term whose variable
+both: their curves are the same), all grid points and seeds, one machine and profile at a time. A term whose variable
 takes one value only (one lr, one task) is left out and said so. Intervals are OLS's, t-distributed; the
 leave-one-model-out error says how well a size it did not see is predicted; prediction intervals for the
 document's sizes (up to 175 B from a ladder of at most 87 M) are extrapolations and labelled so. Runs that
@@ -21,6 +21,7 @@ k = steps x lr / (sqrt(n) x complexity), averaged in logs with a t-interval.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -42,6 +43,7 @@ SHAPE_OF = {"opt-125m": "ladder-768x12"}   # the one document size the ladder ha
 @dataclass(frozen=True)
 class Fit:
     machine_id: str | None
+    profile: str | None
     n_runs: int
     n_censored: int
     terms: tuple[str, ...]                # "const", "log_n", "log_lr", "log_eps", "task[qa]", ...
@@ -95,7 +97,7 @@ def zo_runs(tt: pd.DataFrame) -> pd.DataFrame:
     if not len(tt):
         return tt
     zo = tt[tt["mode"].isin(["zo2", "mezo"])]
-    key = ["machine_id", "model", "task", "k", "lr", "eps", "seed"]
+    key = ["machine_id", "profile", "model", "task", "k", "lr", "eps", "seed"]
     has_zo2 = set(map(tuple, zo[zo["mode"] == "zo2"][key].astype(str).values))
     keep = (zo["mode"] == "zo2") | ~zo[key].astype(str).apply(tuple, axis=1).isin(has_zo2)
     return zo[keep]
@@ -110,16 +112,18 @@ def _ols(X: np.ndarray, y: np.ndarray):
     return beta, cov, dof, s2
 
 
-def fit(tt: pd.DataFrame, machine_id: str | None = None) -> Fit:
+def fit(tt: pd.DataFrame, machine_id: str | None = None, profile: str | None = None) -> Fit:
     zo = zo_runs(tt)
     if machine_id is not None and len(zo):
         zo = zo[zo["machine_id"] == machine_id]
+    if profile is not None and len(zo):
+        zo = zo[zo["profile"] == profile]
     ok = zo[zo["reached"]] if len(zo) else zo
     censored = int(len(zo) - len(ok))
     at_start = int((ok["steps_to_target"] == 0).sum()) if len(ok) else 0
     ok = ok[ok["steps_to_target"] > 0] if len(ok) else ok  # at the target before training: no log, no law
     if len(ok) < 2:
-        return Fit(machine_id, len(ok), censored, (), (), (), (), 0, None, None, None, None,
+        return Fit(machine_id, profile, len(ok), censored, (), (), (), (), 0, None, None, None, None,
                    notes=(f"{len(ok)} zeroth-order run(s) reached their target after step 0: nothing to fit",))
     terms, cols, notes = ["const"], [np.ones(len(ok))], []
     for term, col in (("log_n", np.log(ok["n_params"].astype(float))), ("log_lr", np.log(ok["lr"].astype(float))),
@@ -149,7 +153,7 @@ def fit(tt: pd.DataFrame, machine_id: str | None = None) -> Fit:
             tr, te = ok["model"] != m, ok["model"] == m
             b, *_ = np.linalg.lstsq(X[tr.to_numpy()], y[tr.to_numpy()], rcond=None)
             loo += list(np.abs(X[te.to_numpy()] @ b - y[te.to_numpy()]))
-    return Fit(machine_id, len(ok), censored, tuple(terms), tuple(map(float, beta)),
+    return Fit(machine_id, profile, len(ok), censored, tuple(terms), tuple(map(float, beta)),
                tuple(map(float, beta - t * se)), tuple(map(float, beta + t * se)), dof,
                math.sqrt(s2) if s2 == s2 else None, float(math.exp(logk.mean())),
                (float(math.exp(logk.mean() - k_half)), float(math.exp(logk.mean() + k_half))) if k_half == k_half
@@ -163,11 +167,12 @@ DOCUMENT = {"log_n": 0.5, "log_lr": -1.0}
 
 def fit_table(f: Fit) -> pd.DataFrame:
     """The fitted terms with their 95% intervals beside the document's (exponents of n and lr, k)."""
-    rows = [{"machine_id": f.machine_id, "term": t, "estimate": e, "ci_lo": lo, "ci_hi": hi,
+    rows = [{"machine_id": f.machine_id, "profile": f.profile, "term": t, "estimate": e, "ci_lo": lo, "ci_hi": hi,
              "document": DOCUMENT.get(t), "runs": f.n_runs, "censored": f.n_censored}
             for t, e, lo, hi in zip(f.terms, f.estimate, f.ci_lo, f.ci_hi)]
     if f.k_formula is not None:
-        rows.append({"machine_id": f.machine_id, "term": "k (document's form)", "estimate": f.k_formula,
+        rows.append({"machine_id": f.machine_id, "profile": f.profile, "term": "k (document's form)",
+                     "estimate": f.k_formula,
                      "ci_lo": f.k_ci[0] if f.k_ci else None, "ci_hi": f.k_ci[1] if f.k_ci else None,
                      "document": formulas.ITERATIONS_K, "runs": f.n_runs, "censored": f.n_censored})
     return pd.DataFrame(rows)
@@ -195,7 +200,8 @@ def predictions(f: Fit, lr: float = formulas.ZO_LR) -> pd.DataFrame:
     for _, r in doc.iterrows():
         p = f.predict(r["n_params"], lr)
         lo_n, hi_n = f.ranges.get("n", (None, None))
-        rows.append({"machine_id": f.machine_id, "model": r["model"], "n_params": r["n_params"], "lr": lr,
+        rows.append({"machine_id": f.machine_id, "profile": f.profile, "model": r["model"],
+                     "n_params": r["n_params"], "lr": lr,
                      "table": r["simple"], "predicted": p[0] if p else None, "pi_lo": p[1] if p else None,
                      "pi_hi": p[2] if p else None,
                      "extrapolated": bool(hi_n is None or r["n_params"] > hi_n or lr < f.ranges["lr"][0])})
@@ -233,21 +239,31 @@ SHAPE_NOTE = ("the ladder's OPT-125M shape (768 wide, 12 blocks) on the syntheti
               "weights, vocabulary or task")
 
 
-def judge(summ: pd.DataFrame, tt: pd.DataFrame, fits: dict | None = None) -> list[V.Verdict]:
-    """Verdicts per machine on 4.1 (k, lr, complexity, the table's OPT-125M row), 4.2 and 2.2's OPT-125M
-    slowdown read as time to target. `fits`: machine -> Fit (default: fit(tt, machine))."""
+def judge(summ: pd.DataFrame, tt: pd.DataFrame, fits: dict | None = None,
+          targets: pd.DataFrame | None = None) -> list[V.Verdict]:
+    """Verdicts per machine and profile on 4.1 (k, lr, complexity, the table's OPT-125M row), 4.2 and 2.2's
+    OPT-125M slowdown read as time to target. `fits`: (machine, profile) -> Fit (default: fit(tt, ...))."""
     out: list[V.Verdict] = []
-    machines = sorted(set(summ["machine_id"])) if len(summ) else []
-    if not machines:
+    pairs = sorted(set(zip(summ["machine_id"], summ["profile"]))) if len(summ) else []
+    if not pairs:
         for cid in ("002-4.1-k", "002-4.2-accuracy", "002-2.2-opt-125m-slowdown"):
             out.append(_verdict(cid, None, [], needs="the convergence series (zo2bench sweep "
                                                      "experiments/convergence_scaling.toml)"))
         return out
-    for m in machines:
-        s, t = summ[summ["machine_id"] == m], tt[tt["machine_id"] == m]
-        f = (fits or {}).get(m) or fit(tt, m)
+    for m, profile in pairs:
+        s = summ[(summ["machine_id"] == m) & (summ["profile"] == profile)]
+        t = tt[(tt["machine_id"] == m) & (tt["profile"] == profile)]
+        f = (fits or {}).get((m, profile)) or fit(tt, m, profile)
+        n0 = len(out)
         zo = s[s["mode"] == "zo2"] if (s["mode"] == "zo2").any() else s[s["mode"] == "mezo"]
         runs = zo_runs(t)
+        learned = {(r["model"], r["task"], r["k"]): r["reference_learned"] for _, r in
+                   (targets[(targets["machine_id"] == m) & (targets["profile"] == profile)].iterrows()
+                    if targets is not None else [])}
+        idle = [f"{a} {b} k{c}" for (a, b, c), ok in learned.items() if not ok]
+        zo = zo[[learned.get((r["model"], r["task"], r["k"]), True) for _, r in zo.iterrows()]] if len(zo) else zo
+        # where fo-adamw learned nothing, the choice of lr and the ratio of 4.2 are noise: left out, and said
+        left_out = (f"left out, fo-adamw ended no better than before training: {', '.join(idle)}",) if idle else ()
         # 4.1's k in the document's form
         ms = [] if f.k_formula is None else [Measured(f.k_formula, "ratio", f"steps x lr / (sqrt(n) x complexity), "
                                                                           f"{f.n_runs} zo runs (95% CI {f.k_ci})",
@@ -258,7 +274,8 @@ def judge(summ: pd.DataFrame, tt: pd.DataFrame, fits: dict | None = None) -> lis
                        _prov(t[(t["model"] == r["model"]) & (t["task"] == r["task"]) & (t["k"] == r["k"])
                                & (t["mode"] == r["mode"]) & (t["lr"] == r["lr"])]))
               for _, r in zo.iterrows()]
-        out.append(_verdict("002-4.1-lr", m, ms, note="the best lr of the grid on dev: bounded by the grid"))
+        out.append(_verdict("002-4.1-lr", m, ms, note="the best lr of the grid on dev: bounded by the grid",
+                            notes=left_out))
         # 4.1's complexity: steps to target, generation or QA over classification, same model and k
         ms = []
         for (model, k), g in zo.groupby(["model", "k"]):
@@ -288,8 +305,8 @@ def judge(summ: pd.DataFrame, tt: pd.DataFrame, fits: dict | None = None) -> lis
                 ms.append(Measured(float(ratio), "ratio", f"{r['model']} {r['task']} k{r['k']}: {r['mode']} / fo-adamw "
                                                           f"test {r['metric']}", ()))
                 trend.append((r["task"], r["k"], r["n_params"], ratio))
-        out.append(_verdict("002-4.2-accuracy", m, ms, notes=_trend(trend),
-                            needs="zo and fo-adamw runs on the same models"))
+        out.append(_verdict("002-4.2-accuracy", m, ms, notes=_trend(trend) + left_out,
+                            needs="zo and fo-adamw runs on the same models, fo-adamw learning the task"))
         # 2.2's slowdown, read as time to target: zo2 over fo-adamw on the OPT-125M shape
         ms, others = [], []
         for _, r in s[s["mode"] == "zo2"].iterrows():
@@ -306,6 +323,7 @@ def judge(summ: pd.DataFrame, tt: pd.DataFrame, fits: dict | None = None) -> lis
                             note="read as time to target (the document's 2x is per-token throughput)",
                             notes=(f"other ladder sizes: {'; '.join(others)}",) if others else (),
                             needs=f"zo2 and fo-adamw runs of {SHAPE_OF['opt-125m']} that reach the target"))
+        out[n0:] = [dataclasses.replace(v, notes=(f"profile {profile}", *v.notes)) for v in out[n0:]]
     return out
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
@@ -69,12 +70,19 @@ def _round(x: float) -> float:
 
 def finetune(cfg: RunConfig, data: TaskData, schedule: Schedule, energy=None,
              on_event: Callable[..., None] | None = None) -> dict:
+    from zo2bench.engine.trainer import validate
+
+    spec, dev, dtype = validate(cfg)
+    with torch.cuda.device(dev) if dev.type == "cuda" else nullcontext():  # kernels and streams on its GPU
+        return _finetune(cfg, spec, dev, dtype, data, schedule, energy, on_event)
+
+
+def _finetune(cfg, spec, dev, dtype, data, schedule, energy, on_event) -> dict:
     from zo2bench.devices import device_name
     from zo2bench.engine.model import import_model_class
-    from zo2bench.engine.trainer import build_trainer, params_digest, validate
+    from zo2bench.engine.trainer import build_trainer, params_digest
 
     emit = on_event or (lambda *a, **k: None)
-    spec, dev, dtype = validate(cfg)
     cfg = cfg.replace(device=device_name(dev), dtype=dtype)
     torch.manual_seed(cfg.seed)
     import_model_class(spec)

@@ -21,6 +21,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -92,7 +93,11 @@ def pretrained(name: str, recipe: PretrainRecipe, data: SyntheticData, device: s
     dev = resolve_device(device)
     dtype = _dtype_name(recipe, dev)
     final = (root or cache_root()) / "pretrained" / f"{name}-{entry_digest(name, recipe, data, dtype)[:16]}"
-    path, built = build_once(final, lambda tmp: _pretrain(tmp, name, recipe, data, dev, dtype, on_progress))
+    def build(tmp: Path) -> None:
+        with torch.cuda.device(dev) if dev.type == "cuda" else nullcontext():
+            _pretrain(tmp, name, recipe, data, dev, dtype, on_progress)
+
+    path, built = build_once(final, build)
     return Pretrained(name, path, json.loads((path / "pretrain.json").read_text()), built)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from zo2bench.report.figures import MODE_COLORS, count_text, new_figure
+from zo2bench.report.figures import MODE_COLORS, new_figure
 
 
 def dev_curves(t: dict, machine: str, task: str, k: int, x: str = "step") -> Figure:
@@ -38,7 +38,8 @@ def dev_curves(t: dict, machine: str, task: str, k: int, x: str = "step") -> Fig
         if len(target) and target["target"].iloc[0] == target["target"].iloc[0]:
             ax.axhline(target["target"].iloc[0], color="0.3", ls="--", lw=1, label="target")
         ax.set_xscale("symlog", linthresh=10)
-        ax.set_title(f"{model} ({count_text(m['n_params'].iloc[0])})")
+        ax.set_xlim(left=0)
+        ax.set_title(f"{model} ({_millions(m['n_params'].iloc[0])})")
         ax.set_xlabel("step" if x == "step" else "training time, s")
     if models:
         axes[0][0].set_ylabel(f"dev {c['metric'].iloc[0]} ({task}, k={k})")
@@ -55,7 +56,11 @@ def steps_to_target(t: dict, machine: str) -> Figure:
     fig, axes = new_figure(6.5, 4.6)
     ax = axes[0][0]
     fit = t["fit"]
-    fit = fit[fit["machine_id"] == machine].set_index("term") if len(fit) else fit
+    fit = fit[fit["machine_id"] == machine] if len(fit) else fit
+    if len(fit) and fit["profile"].nunique() > 1:  # one law per figure: the profile with the most runs
+        fit = fit[fit["profile"] == fit.groupby("profile")["runs"].max().idxmax()]
+        tt = tt[tt["profile"] == fit["profile"].iloc[0]]
+    fit = fit.set_index("term") if len(fit) else fit
     doc = law.document_check()
     lrs = sorted(tt["lr"].unique()) if len(tt) else []
     cmap = [plt_color(i, len(lrs)) for i in range(len(lrs))]
@@ -88,14 +93,18 @@ def parity(t: dict) -> Figure:
     fig, axes = new_figure(5.0, 3.8)
     ax = axes[0][0]
     same = int(p[["same_train_loss", "same_dev_curve", "same_final_weights"]].all(axis=1).sum()) if len(p) else 0
-    ax.set_title(f"zo2 and mezo: {same} of {len(p)} runs with the same curve and final weights")
+    ax.set_title(f"zo2 = mezo (curve and final weights): {same} of {len(p)} runs")
     if len(p):
         n = t["runs"].drop_duplicates("model").set_index("model")["n_params"]
         g = p.groupby("model")["time_ratio_zo2_over_mezo"].median().sort_index(key=lambda m: m.map(n))
-        ax.bar([f"{m}\n{count_text(n[m])}" for m in g.index], g.values, color=MODE_COLORS["zo2"])
+        ax.bar([f"{m}\n{_millions(n[m])}" for m in g.index], g.values, color=MODE_COLORS["zo2"])
         ax.axhline(1.0, color="0.3", lw=1)
     ax.set_ylabel("training time, zo2 / mezo (median)")
     return fig
+
+
+def _millions(n) -> str:
+    return f"{n / 1e6:.3g} M"
 
 
 def plt_color(i: int, n: int):
