@@ -321,3 +321,16 @@ def test_out_of_memory_becomes_a_typed_error(monkeypatch):
     assert e.value.config["model"] == "opt-tiny" and e.value.allocated_bytes == 70 * 2**30
     assert e.value.as_dict()["total_bytes"] == 80 * 2**30 and "Tried to allocate" in e.value.detail
     assert "70.00 GiB allocated" in str(e.value)
+
+
+@pytest.mark.parametrize("model", TINY)
+def test_first_order_trains_the_catalog_model(model):
+    """Backprop baselines train exactly the catalog's parameters: a tied head stays tied (to_empty once untied it,
+    and fo-* measured an extra vocab x hidden matrix with its gradients and Adam moments)."""
+    from zo2bench.engine.fo import FirstOrder
+
+    spec = catalog.get(model)
+    fo = FirstOrder(spec, "fo-adamw", torch.float32, torch.device("cpu"), lr=1e-3, weight_decay=0.0, seed=0)
+    assert sum(p.numel() for p in fo.parameters()) == spec.n_params()
+    head, embed = fo.model.get_output_embeddings().weight, fo.model.get_input_embeddings().weight
+    assert (head.data_ptr() == embed.data_ptr()) == spec.tied
