@@ -326,8 +326,8 @@ def _own_row(out_file: Path, run_id: str) -> dict | None:
 def _run_cell(i: int, cell: Cell, header: dict, machine: Machine, out_file: Path, progress: Progress,
               launcher: _Launcher, again: str = ""):
     """Launch one cell; when it died without writing its row, write an `error` row with its stderr's tail."""
-    payload = {"header": header, "results_file": str(out_file), "fingerprint": machine.fingerprint,
-               "event_prefix": EVENT_PREFIX}
+    # no fingerprint: the cell takes its own, once, for its device
+    payload = {"header": header, "results_file": str(out_file), "event_prefix": EVENT_PREFIX}
     progress.start(i, cell.name + (f" ({again})" if again else ""))
     started, t0 = _utc(), time.monotonic()
     outcome = launcher.launch(payload, cell.timeout_s, progress.event)
