@@ -4,7 +4,7 @@
     with off.use(unit) as theta:                    # theta is on the device, its upload waited for
         ...update theta...; off.written(unit)      # the copy back to the host starts now, beside compute
         ...compute with theta...
-    off.detach()                                    # weights back on the device, pinned memory released
+    off.detach()                                    # every block back where it was, attach()'s pinned pages released
 
 The trainer only calls use() and written(); it never mentions devices or streams.
 
