@@ -158,9 +158,10 @@ def check(layer: dict, file: str, profile: str) -> dict:
     return s
 
 
-def cells(experiment, profile: str, only_models: list[str] | None = None) -> list:
+def cells(experiment, profile: str, only_models: list[str] | None = None, *, make_cell) -> list:
+    """The profile's cells; `make_cell` is experiments.spec.Cell, passed in so that this package (below the
+    sweep) never imports the experiments package back."""
     from zo2bench.convergence import ladder
-    from zo2bench.experiments.spec import Cell
 
     layer = experiment.profiles[profile]
     grid, steps, s = layer["grid"], layer["steps"], layer["convergence"]
@@ -187,6 +188,6 @@ def cells(experiment, profile: str, only_models: list[str] | None = None) -> lis
             for r in range(steps["repeats"]):
                 cfg = base.replace(model=model, mode=mode, dtype=dtype, batch=batch, seq=seq, steps=m["steps"],
                                    warmup=0, lr=lr, eps=eps if eps is not None else base.eps, seed=base.seed + r)
-                out.append(Cell(experiment.name, profile, cfg, r, steps["repeats"], ladder.get(model).n_params(),
+                out.append(make_cell(experiment.name, profile, cfg, r, steps["repeats"], ladder.get(model).n_params(),
                                 float(layer["cell_timeout_s"]), extra=extra, settings=settings))
     return out

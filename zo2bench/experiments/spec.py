@@ -127,7 +127,7 @@ class Experiment:
         if self.kind == "convergence":
             from zo2bench.convergence import plan
 
-            return plan.cells(self, profile, only_models)
+            return plan.cells(self, profile, only_models, make_cell=Cell)
         layer = self.profiles[profile]
         grid, steps = layer["grid"], layer["steps"]
         models = grid["models"]
