@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from zo2bench.analysis import claims, evidence, measure, units, verdicts
+from zo2bench.analysis import claims, evidence, matching, units, verdicts
 from zo2bench.analysis.claims import Claim
 from zo2bench.analysis.verdicts import FAILS, HOLDS, PARTIAL, UNTESTED
 
@@ -243,7 +243,7 @@ def test_catalog_and_document_bases():
 
 def test_rules_table_decides_every_measurable_claim():
     for c in claims.load():
-        if measure.measurable(c) or measure.from_catalog(c):
+        if matching.measurable(c) or matching.from_catalog(c):
             assert verdicts.rule_for(c) is not None, c.id
     names = [r.name for r in verdicts.RULES.values()]
     assert len(names) == len(set(names)) and all(r.text for r in verdicts.RULES.values())

@@ -14,7 +14,7 @@ Modules (no module here imports report, regression or commands):
     exact     the same with exact parameter counts from the catalog, beside the approximations
     claims    every table cell and quantitative statement of documents 000 and 002 (claims/*.toml)
     evidence  results/ as one table of measured values, each with file, line, cell, commit
-    measure   the values that test one claim (pairs for ratios, slopes, the largest model that ran)
+    matching  the values that test one claim (pairs for ratios, slopes, the largest model that ran)
     verdicts  the rules (one table) and a verdict per claim and machine
     load      results/ as rows (latest of each cell) with their sources, for the fits
     models    physical memory and step-time models (and the documents' forms) as data

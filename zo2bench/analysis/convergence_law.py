@@ -31,7 +31,7 @@ import pandas as pd
 from zo2bench.analysis import claims as claims_mod
 from zo2bench.analysis import formulas, units
 from zo2bench.analysis import verdicts as V
-from zo2bench.analysis.measure import Measured
+from zo2bench.analysis.matching import Measured
 
 COMPLEXITY = {"classification": 1.0, "generation": 2.0, "qa": 2.0}
 # The 4.1 table's rows and the n each stands for, as the document names them ("OPT-1.3B" = 1.3e9).

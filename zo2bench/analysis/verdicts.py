@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from zo2bench.analysis import claims as claims_mod
-from zo2bench.analysis import measure, units
+from zo2bench.analysis import matching, units
 from zo2bench.analysis.claims import Claim
 from zo2bench.analysis.evidence import Evidence
-from zo2bench.analysis.measure import Measured
+from zo2bench.analysis.matching import Measured
 
 HOLDS, FAILS, PARTIAL, UNTESTED = "holds", "does not hold", "holds in part", "not tested here"
 VERDICTS = (HOLDS, FAILS, PARTIAL, UNTESTED)
@@ -242,7 +242,7 @@ def judge(claim: Claim, ev: Evidence, *, reading: str = units.DEFAULT_READING,
                            claim.value, claim.unit, ratio=doc.recomputed / _mid(claim.value) if _mid(claim.value)
                            else None, note=f"{doc.expression} = {doc.recomputed:.6g}"))
     rule = rule_for(claim)
-    cat = measure.from_catalog(claim)
+    cat = matching.from_catalog(claim)
     if cat and rule is not None:
         v, ms = _decide(rule, cat, claimed)
         other = None
@@ -252,9 +252,9 @@ def judge(claim: Claim, ev: Evidence, *, reading: str = units.DEFAULT_READING,
             other = (alt, alt_v) if alt_v != v else None
         out.append(Verdict(claim.id, None, "catalog", v, rule, reading if has_reading else None, claimed, base,
                            tuple(ms), ratio=_ratio(ms, claimed), other_reading=other))
-        if not measure.measurable(claim):
+        if not matching.measurable(claim):
             return out
-    if rule is None or not measure.measurable(claim):
+    if rule is None or not matching.measurable(claim):
         if not (doc is not None and claim.quantity in ARITHMETIC_ONLY):
             out.append(Verdict(claim.id, None, "none", UNTESTED, rule, reading if has_reading else None, claimed, base,
                                needs=claim.test or NEEDS.get(claim.quantity, "no stored series measures this")))
@@ -262,7 +262,7 @@ def judge(claim: Claim, ev: Evidence, *, reading: str = units.DEFAULT_READING,
     machines = ev.machines()
     if not machines:
         out.append(Verdict(claim.id, None, "none", UNTESTED, rule, reading if has_reading else None, claimed, base,
-                           needs=claim.test or measure.needs(claim)))
+                           needs=claim.test or matching.needs(claim)))
     for machine in machines:
         out.append(_judge_machine(claim, ev, machine, rule, reading, predict))
     return out
@@ -274,16 +274,16 @@ def _judge_machine(claim: Claim, ev: Evidence, machine: str, rule: Rule, reading
     claimed = units.to_base(claim.value, claim.unit, reading)
     has_reading = units.reading_matters(claim.unit)
     rd = reading if has_reading else None
-    gpu = measure.machine_gpu(ev, machine)
+    gpu = matching.machine_gpu(ev, machine)
     if claim.gpu and claim.quantity in HARDWARE_BOUND and claim.gpu.lower() not in (gpu or "").lower():
-        ms = measure.values(claim, ev, machine)
+        ms = matching.values(claim, ev, machine)
         shown = tuple(Measured(m.value, m.unit, m.cell, m.provenance, "", m.value / _mid(claimed),
                                side=side(rule, m.value, claimed)) for m in ms)
         return Verdict(claim.id, machine, "measured", UNTESTED, rule, rd, claimed, base, shown,
                        ratio=_ratio(list(shown), claimed), needs=f"a run on {claim.hardware}",
                        note=f"stated for {claim.gpu}; this machine has {gpu}: values shown for reference")
-    ms = measure.values(claim, ev, machine)
-    notes = measure.notes(claim, gpu)
+    ms = matching.values(claim, ev, machine)
+    notes = matching.notes(claim, gpu)
     if not ms:
         pred = predict(claim, machine) if predict else None
         if pred is not None:
@@ -296,18 +296,18 @@ def _judge_machine(claim: Claim, ev: Evidence, machine: str, rule: Rule, reading
             return Verdict(claim.id, machine, "predicted", HOLDS if ok else FAILS, rule, rd, claimed, base,
                            predicted=pred, ratio=pred.value / _mid(claimed) if _mid(claimed) else None,
                            other_reading=other, note=f"predicted, not measured: {pred.label}", notes=notes)
-        failed = measure.did_not_fit(claim, ev, machine)
+        failed = matching.did_not_fit(claim, ev, machine)
         if failed:
             notes += (f"{claim.model} {claim.mode} did not fit on this machine: {failed[-1].cite()}",)
         return Verdict(claim.id, machine, "measured", UNTESTED, rule, rd, claimed, base,
-                       needs=claim.test or measure.needs(claim), notes=notes)
+                       needs=claim.test or matching.needs(claim), notes=notes)
     v, judged = _decide(rule, ms, claimed)
     other = None
     if has_reading:
         alt = units.BINARY if reading == units.DECIMAL else units.DECIMAL
         alt_v, _ = _decide(rule, ms, units.to_base(claim.value, claim.unit, alt))
         other = (alt, alt_v) if alt_v != v else None
-    needs = (claim.test or measure.needs(claim)) if v == UNTESTED else None
+    needs = (claim.test or matching.needs(claim)) if v == UNTESTED else None
     partial = sorted({m.partial for m in judged if m.partial})
     return Verdict(claim.id, machine, "measured", v, rule, rd, claimed, base, tuple(judged),
                    ratio=_ratio(judged, claimed), other_reading=other, needs=needs,

@@ -1,8 +1,8 @@
 """What the measurements say about one claim: the values that test it, each with the rows behind it.
 
-    from zo2bench.analysis import claims, evidence, measure
+    from zo2bench.analysis import claims, evidence, matching
     ev = evidence.load("results")
-    measure.values(claims.get("002-1.2-opt-1.3b-reduction"), ev, "h100-80gb-hbm3")
+    matching.values(claims.get("002-1.2-opt-1.3b-reduction"), ev, "h100-80gb-hbm3")
     # [Measured(value=fo-adamw bytes / zo2 bytes, unit="ratio",
     #           cell="opt-1.3b zo2/fo-adamw fp16 b1 T2048 nvml_process [memory_scaling]",
     #           provenance=(the zo2 row, the fo-adamw row))]
