@@ -158,20 +158,14 @@ def check(layer: dict, file: str, profile: str) -> dict:
     return s
 
 
-def cells(experiment, profile: str, only_models: list[str] | None = None, *, make_cell) -> list:
-    """The profile's cells; `make_cell` is experiments.spec.Cell, passed in so that this package (below the
-    sweep) never imports the experiments package back."""
+def cells(experiment, profile: str, models: list[str], *, make_cell) -> list:
+    """The profile's cells for `models` (the grid's, already narrowed by --only-models in spec.py);
+    `make_cell` is experiments.spec.Cell, passed in so that this package (below the sweep) never imports
+    the experiments package back."""
     from zo2bench.convergence import ladder
 
     layer = experiment.profiles[profile]
     grid, steps, s = layer["grid"], layer["steps"], layer["convergence"]
-    models = grid["models"]
-    if only_models:
-        unknown = [m for m in only_models if m not in models]
-        if unknown:
-            raise UserError(f"--only-models: {', '.join(unknown)} not in the grid of profile '{profile}' of "
-                            f"{experiment.file}; expected some of: {', '.join(models)}")
-        models = [m for m in models if m in only_models]
     models = sorted(models, key=lambda m: ladder.get(m).n_params())
     modes = sorted(grid["modes"], key=lambda m: m != s["target_reference"])
     base = RunConfig(**layer["base"])

@@ -124,10 +124,6 @@ class Experiment:
     def cells(self, profile: str, only_models: list[str] | None = None) -> list[Cell]:
         if profile not in self.profiles:
             self.choose_profile(profile, False)  # raises, naming the profiles there are
-        if self.kind == "convergence":
-            from zo2bench.convergence import plan
-
-            return plan.cells(self, profile, only_models, make_cell=Cell)
         layer = self.profiles[profile]
         grid, steps = layer["grid"], layer["steps"]
         models = grid["models"]
@@ -137,6 +133,10 @@ class Experiment:
                 raise UserError(f"--only-models: {', '.join(unknown)} not in the grid of profile '{profile}' "
                                 f"of {self.file}; expected some of: {', '.join(models)}")
             models = [m for m in models if m in only_models]
+        if self.kind == "convergence":
+            from zo2bench.convergence import plan
+
+            return plan.cells(self, profile, models, make_cell=Cell)
         sizes = {m: _model_spec(m, self.file, "grid.models").n_params() for m in models}  # checked by load()
         models = sorted(models, key=lambda m: sizes[m])  # smaller first, so an OOM can spare the larger ones
         base = RunConfig(**layer["base"]).replace(steps=steps["measured"], warmup=steps["warmup"])
