@@ -564,6 +564,6 @@ def test_commit_given_by_the_copier_wins_over_a_git_directory(monkeypatch):
 
     monkeypatch.setenv("ZO2BENCH_GIT_COMMIT", "0123abcd")
     monkeypatch.setenv("ZO2BENCH_GIT_DIRTY", "0")
-    assert fp._git() == {"git_commit": "0123abcd", "git_dirty": False, "git_source": "environment"}
+    assert fp.git_info() == {"git_commit": "0123abcd", "git_dirty": False, "git_source": "environment"}
     monkeypatch.delenv("ZO2BENCH_GIT_COMMIT")
-    assert fp._git()["git_source"] in ("git", None)  # this checkout's own .git, where git runs
+    assert fp.git_info()["git_source"] in ("git", None)  # this checkout's own .git, where git runs

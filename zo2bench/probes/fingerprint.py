@@ -98,7 +98,7 @@ def _software() -> dict:
     }
 
 
-def _git() -> dict:
+def git_info() -> dict:
     root = Path(__file__).resolve().parents[2]
     out = {"git_commit": None, "git_dirty": None, "git_source": None}
     # Whoever copies a checkout to another machine says which commit it is: ZO2BENCH_GIT_COMMIT and
@@ -168,7 +168,7 @@ def fingerprint(device: str | None = None) -> dict:
     """Machine and software description; a part that fails leaves its keys None and a line in "errors"."""
     fp: dict = {}
     errors = []
-    for part in (_host, _software, _git, lambda: _gpu(device)):
+    for part in (_host, _software, git_info, lambda: _gpu(device)):
         try:
             fp.update(part())
         except Exception as e:  # a half fingerprint is worth more than a failed run

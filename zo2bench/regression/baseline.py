@@ -92,6 +92,7 @@ def store(run_dir: str | Path, d: str | Path, cls: dict, source: str = "") -> di
         kept.append(str(Path("rows") / rel))
     meta = {"schema_version": 1, "kind": "regression_baseline", "hardware_class": hwclass.class_name(cls),
             "class_fields": cls, "commit": commit, "stored_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "fingerprint": rows[0].get("fingerprint"),  # the machine and the clean commit (check_storable: one)
             "series": sorted({r.get("series") for r in rows}), "profiles": sorted({r.get("profile") for r in rows}),
             "rows": kept, "row_count": len(rows), "source": source}
     results.write_json_atomic(d / META, meta)
