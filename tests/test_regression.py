@@ -298,7 +298,7 @@ def _session(tmp_path, rows, **opts):
     def series(o, out, gate_time=True):
         return side(tmp_path, f"run-{len(list(tmp_path.glob('run-*')))}", [rows]), None
 
-    def microbench(o, storage, out, compare_to_stored, save_as, gate=True):
+    def microbench(o, storage, out, compare_to_stored, save_as, gate=True, ab_base=None):
         return {"status": "ok", "note": f"stored={compare_to_stored} save={save_as}"}
 
     o = session.Options(baselines=str(tmp_path / "baselines"), out=str(tmp_path / "out"), **opts)
@@ -328,6 +328,69 @@ def test_the_session_stores_no_first_baseline_over_a_failed_ab(tmp_path, capsys)
     assert "not stored as the baseline: the A/B against the base found a regression" in capsys.readouterr().err
     assert not (tmp_path / "baselines").exists()
     assert "REGRESSION in the A/B" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_the_session_runs_an_ab_against_the_baselines_commit_by_default(tmp_path, capsys, monkeypatch):
+    """With a GPU class and git at hand, the time check is an A/B against the stored baseline's commit (and so
+    are the microbenchmarks); --no-ab, or a commit git does not have, compares time with the stored rows."""
+    repo = _temp_repo(tmp_path)
+    _git(repo, "commit", "-qm", "one", "--allow-empty")
+    sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    monkeypatch.chdir(repo)
+    fp = {**H100, "git_commit": sha}
+    seen = []
+
+    def series(o, out, gate_time=True):
+        seen.append(o.base)
+        d = side(tmp_path, f"run-{len(seen)}", [[row(fp=fp)]])
+        return d, (None if o.base is None else {**compare(load_side(d), load_side(d)), "ab": {"base": {"commit": o.base}}})
+
+    def microbench(o, storage, out, compare_to_stored, save_as, gate=True, ab_base=None):
+        seen.append(("microbench", ab_base))
+        return {"status": "ok", "note": ""}
+
+    def go(**opts):
+        o = session.Options(baselines=str(tmp_path / "baselines"), out=str(tmp_path / "out"), **opts)
+        return session.run(o, series=series, microbench=microbench, fp=fp)
+
+    assert go() == 0 and seen == [None, ("microbench", None)]  # no baseline yet: a plain run, stored
+    seen.clear()
+    assert go() == 0 and seen == [sha, ("microbench", sha)]
+    assert f"A/B against the stored baseline's commit {sha[:12]}" in capsys.readouterr().err
+    seen.clear()
+    assert go(ab=False) == 0 and seen == [None, ("microbench", None)]
+    seen.clear()
+    monkeypatch.chdir(tmp_path)  # not a git repository: no A/B, said so
+    assert go() == 0 and seen == [None, ("microbench", None)]
+    assert "no A/B against the baseline's commit" in capsys.readouterr().err
+    assert session.parse(["--no-ab"]).ab is False and session.parse([]).ab is True
+
+
+MICRO = "import time\n\ndef test_sleep(benchmark):\n    benchmark.pedantic(time.sleep, args=({s},), rounds=5)\n"
+
+
+def test_after_an_ab_the_microbenchmarks_are_compared_with_the_base_commits_run_in_the_same_job(tmp_path, monkeypatch):
+    repo = _temp_repo(tmp_path)
+    (repo / "benchmarks").mkdir()
+    shas = []
+    for seconds in (0.002, 0.002, 0.006):  # base, an unchanged head, a head three times slower
+        (repo / "benchmarks" / "test_microbench.py").write_text(MICRO.format(s=seconds))
+        _git(repo, "add", "-A")
+        _git(repo, "commit", "-qm", f"sleep {seconds}", "--allow-empty")
+        shas.append(subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                                   text=True).stdout.strip())
+    monkeypatch.chdir(repo)
+    verdicts = []
+    for head in shas[1:]:
+        _git(repo, "checkout", "-q", head)
+        out = tmp_path / f"out-{head[:6]}"
+        out.mkdir()
+        mb = session.run_microbench(session.Options(microbench_fail="median:50%"), tmp_path / "stored", out,
+                                    compare_to_stored=False, save_as=None, ab_base=shas[0])
+        verdicts.append(mb["status"])
+        assert json.loads((out / "microbench.json").read_text())["benchmarks"][0]["name"] == "test_sleep"
+    assert verdicts == ["ok", "regressed"]
+    assert not (tmp_path / "stored").exists()  # the stored microbenchmarks are neither read nor written
 
 
 def test_the_session_refuses_to_update_a_baseline_from_a_dirty_tree(tmp_path):

@@ -16,6 +16,7 @@ live in a temporary folder and are removed at the end, also after an error or Ct
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -54,6 +55,17 @@ def resolve(repo, ref: str) -> str:
         raise UserError(f"'{ref}' is not a commit of {repo} (a shallow clone may lack it: fetch it, or "
                         f"check out with fetch-depth: 0)")
     return proc.stdout.strip()
+
+
+@contextlib.contextmanager
+def checkout(repo, commit: str, where: Path):
+    """A detached worktree of `commit` at `where` for the block's length, removed after it (also on error)."""
+    git(repo, "worktree", "add", "--detach", str(where), commit)
+    try:
+        yield where
+    finally:
+        git(repo, "worktree", "remove", "--force", str(where), check=False)
+        git(repo, "worktree", "prune", check=False)
 
 
 def _toml_value(v) -> str:
@@ -121,43 +133,47 @@ def run_ab(repo, base: str, head: str = "HEAD", experiment: str = "experiments/r
         print("zo2bench ab: note: uncommitted changes are not part of the A/B (it runs commits)", file=stream)
     out_dir = Path(out_dir or repo / ".regression" / time.strftime("ab-%Y%m%dT%H%M%SZ", time.gmtime())).resolve()
     tmp = Path(tempfile.mkdtemp(prefix="zo2bench-ab-"))
-    trees: dict = {}
     try:
-        for side, (_, commit) in sides.items():
-            trees[side] = tmp / side
-            git(repo, "worktree", "add", "--detach", str(trees[side]), commit)
-        source = trees["head"] / experiment
-        if not source.is_file():
-            raise UserError(f"{experiment}: not in the head commit {sides['head'][1][:12]}; the A/B runs the "
-                            f"series as the head declares it")
-        profile, repeats = _choose_profile(source, profile)
-        rounds = rounds or repeats
-        round_file, _ = one_repeat_file(source, tmp / "experiment")
-        plan = {"kind": "zo2bench_ab", "repo": str(repo), "experiment": experiment, "profile": profile,
-                "rounds": rounds, "started_utc": _utc(), "order": [],
-                **{side: {"ref": ref, "commit": commit} for side, (ref, commit) in sides.items()}}
-        print(f"zo2bench ab: base {base} ({sides['base'][1][:12]}) vs head {head} ({sides['head'][1][:12]}), "
-              f"{experiment} profile '{profile}', {rounds} rounds interleaved -> {out_dir}", file=stream)
-        for k in range(1, rounds + 1):
-            for side, (_, commit) in sides.items():
-                print(f"zo2bench ab: round {k}/{rounds}: {side} {commit[:12]}", file=stream, flush=True)
-                _run_side(command, trees[side], side, k, commit, round_file, profile, out_dir / side / f"round-{k}",
-                          stream)
-                plan["order"].append(f"{side}:{k}")
-        plan["finished_utc"] = _utc()
-        results.write_json_atomic(out_dir / "ab.json", plan)
-        return {"base_dir": out_dir / "base", "head_dir": out_dir / "head", "plan": plan}
+        with contextlib.ExitStack() as trees_open:
+            trees = {side: trees_open.enter_context(checkout(repo, commit, tmp / side)) if not keep_worktrees
+                     else _keep(repo, commit, tmp / side, stream) for side, (_, commit) in sides.items()}
+            return _rounds(sides, trees, experiment, profile, rounds, out_dir, command, repo, tmp, stream)
     finally:
-        for side, tree in trees.items():
-            if keep_worktrees:
-                print(f"zo2bench ab: kept the {side} worktree at {tree}", file=stream)
-            else:
-                git(repo, "worktree", "remove", "--force", str(tree), check=False)
         if not keep_worktrees:
-            git(repo, "worktree", "prune", check=False)
             import shutil
 
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _keep(repo, commit: str, where: Path, stream) -> Path:
+    git(repo, "worktree", "add", "--detach", str(where), commit)
+    print(f"zo2bench ab: keeping the worktree of {commit[:12]} at {where}", file=stream)
+    return where
+
+
+def _rounds(sides, trees, experiment, profile, rounds, out_dir, command, repo, tmp, stream) -> dict:
+    base, head = sides["base"][0], sides["head"][0]
+    source = trees["head"] / experiment
+    if not source.is_file():
+        raise UserError(f"{experiment}: not in the head commit {sides['head'][1][:12]}; the A/B runs the "
+                        f"series as the head declares it")
+    profile, repeats = _choose_profile(source, profile)
+    rounds = rounds or repeats
+    round_file, _ = one_repeat_file(source, tmp / "experiment")
+    plan = {"kind": "zo2bench_ab", "repo": str(repo), "experiment": experiment, "profile": profile,
+            "rounds": rounds, "started_utc": _utc(), "order": [],
+            **{side: {"ref": ref, "commit": commit} for side, (ref, commit) in sides.items()}}
+    print(f"zo2bench ab: base {base} ({sides['base'][1][:12]}) vs head {head} ({sides['head'][1][:12]}), "
+          f"{experiment} profile '{profile}', {rounds} rounds interleaved -> {out_dir}", file=stream)
+    for k in range(1, rounds + 1):
+        for side, (_, commit) in sides.items():
+            print(f"zo2bench ab: round {k}/{rounds}: {side} {commit[:12]}", file=stream, flush=True)
+            _run_side(command, trees[side], side, k, commit, round_file, profile, out_dir / side / f"round-{k}",
+                      stream)
+            plan["order"].append(f"{side}:{k}")
+    plan["finished_utc"] = _utc()
+    results.write_json_atomic(out_dir / "ab.json", plan)
+    return {"base_dir": out_dir / "base", "head_dir": out_dir / "head", "plan": plan}
 
 
 def _run_side(command, tree: Path, side: str, k: int, commit: str, round_file: Path, profile: str,

@@ -1,17 +1,23 @@
 """The regression check, step by step: what `nox -s regression` runs after the GPU test tier.
 
-    python -m zo2bench.regression.session                         # run, compare with the stored baseline
-    python -m zo2bench.regression.session --base origin/main      # + A/B against that commit (time gate)
+    python -m zo2bench.regression.session                         # A/B against the baseline's commit, then the baseline
+    python -m zo2bench.regression.session --base origin/main      # A/B against that commit instead
+    python -m zo2bench.regression.session --no-ab                 # step time against the stored rows (no A/B)
     python -m zo2bench.regression.session --update-baseline       # store this run as the class's baseline
     ZO2BENCH_REGRESSION_BASE=origin/main python -m zo2bench.regression.session
 
-1. The regression series (experiments/regression.toml; profile gpu with CUDA, else cpu): with a base
-   commit as an A/B of it against HEAD (ab.py), without one as a plain sweep of the working tree.
+1. The regression series (experiments/regression.toml; profile gpu with CUDA, else cpu) as an A/B of HEAD
+   against a base commit (ab.py): --base, else the stored baseline's own commit when time is gated and git
+   has it. An A/B is the time check because a stored baseline comes from another job, often another VM of
+   the class: on two H100 VMs the launch-bound opt-125m zo2 batch-1 cell took 15.6 and 33.5 ms a step with
+   unchanged code, while the GPU-bound cells agreed within 0.2% (docs/regression.md). With --no-ab, no
+   git, or a CPU class: a plain sweep of the working tree.
 2. This run against results/baselines/<hardware class>/: status, memory and digest, and step time when
    there was no A/B (with one, the A/B is the time check: a stored baseline may come from another runner
    of the class, at another time of day). With no baseline for the class it says so and stores this run
    (not a run of a tree with changes, nor one whose A/B found a regression).
-3. The pytest-benchmark microbenchmarks, stored beside the baseline, compared with --benchmark-compare-fail.
+3. The pytest-benchmark microbenchmarks with --benchmark-compare-fail: against the base commit's, run in
+   the same job, after an A/B; else against those stored beside the baseline.
 4. Everything under --out (default .regression/<UTC>/): the rows, each comparison as text, markdown and
    JSON, and summary.md for $GITHUB_STEP_SUMMARY.
 
@@ -43,7 +49,9 @@ MICROBENCH_FILES = ("benchmarks/test_microbench.py", "tests/test_microbench.py")
 
 @dataclass
 class Options:
-    base: str | None = None                  # commit for the A/B (default $ZO2BENCH_REGRESSION_BASE; none: no A/B)
+    base: str | None = None                  # commit for the A/B (default $ZO2BENCH_REGRESSION_BASE, else the
+                                             # stored baseline's commit when time is gated)
+    ab: bool = True                          # False (--no-ab): no A/B unless --base; time against stored rows
     update_baseline: bool = False            # store this run as the hardware class's baseline
     profile: str | None = None               # of the experiment; default gpu with CUDA, else cpu
     experiment: str = "experiments/regression.toml"
@@ -60,6 +68,8 @@ def parse(argv: list[str] | None) -> Options:
     p = argparse.ArgumentParser(prog="python -m zo2bench.regression.session", description=__doc__.split("\n")[0])
     p.add_argument("base_ref", nargs="?", metavar="BASE", help="the same as --base")
     p.add_argument("--base", help="A/B of HEAD against this commit (default $ZO2BENCH_REGRESSION_BASE)")
+    p.add_argument("--no-ab", action="store_true",
+                   help="without --base, no A/B against the baseline's commit: step time against its stored rows")
     p.add_argument("--update-baseline", action="store_true", help="store this run as the class's baseline")
     p.add_argument("--profile", help="profile of the experiment (default gpu with CUDA, else cpu)")
     p.add_argument("--experiment", default=Options.experiment)
@@ -77,7 +87,7 @@ def parse(argv: list[str] | None) -> Options:
         p.error(f"two base commits given: --base {a.base} and {a.base_ref}")
     a.base = a.base or a.base_ref or os.environ.get("ZO2BENCH_REGRESSION_BASE") or None
     gates = Gates(memory_pct=a.memory_pct, memory_floor_mib=a.memory_floor_mib, time_pct=a.time_pct)
-    return Options(a.base, a.update_baseline, a.profile, a.experiment, a.baselines, a.out, a.microbench,
+    return Options(a.base, not a.no_ab, a.update_baseline, a.profile, a.experiment, a.baselines, a.out, a.microbench,
                    a.microbench_fail, a.time_gate, gates)
 
 
@@ -117,36 +127,71 @@ def run_series(opts: Options, out: Path, gate_time: bool = True) -> tuple[Path, 
     return out / "run", None
 
 
+def _pytest_benchmark(path, storage: Path, json_out: Path, extra: list[str], log_out: Path, tree: Path | None = None,
+                      commit: str | None = None) -> tuple[int, str]:
+    """pytest-benchmark on one file, in `tree` (another commit's worktree) or here; (exit status, its output)."""
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(path), "--benchmark-only",
+            f"--benchmark-storage=file://{storage.resolve()}", f"--benchmark-json={json_out.resolve()}",
+            "--benchmark-columns=median,iqr,rounds", *extra]
+    env = dict(os.environ)
+    if tree is not None:  # that commit's code, named in its records
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
+        env.update(ZO2BENCH_GIT_COMMIT=commit or "", ZO2BENCH_GIT_DIRTY="0")
+    say("microbenchmarks" + (f" of {commit[:12]}" if commit else "") + ":", " ".join(args[2:]))
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=tree, env=env)
+    log = proc.stdout + proc.stderr
+    log_out.write_text(log)
+    sys.stderr.write(proc.stdout)
+    return proc.returncode, log
+
+
+def _verdict(rc: int, log: str, ok_note: str, log_path: Path) -> dict:
+    if rc == 0:
+        return {"status": "ok", "note": ok_note}
+    if "Performance has regressed" in log:
+        lines = [ln.strip() for ln in log.splitlines() if "compare-fail" in ln or "Field " in ln]
+        return {"status": "regressed", "note": "; ".join(lines[:6]) or f"see {log_path}"}
+    return {"status": "failed", "note": f"pytest exited {rc}; see {log_path}"}
+
+
 def run_microbench(opts: Options, storage: Path, out: Path, compare_to_stored: bool, save_as: str | None,
-                   gate: bool = True) -> dict:
-    """pytest-benchmark on the microbenchmark file; {"status": ok|regressed|failed|skipped, "note", "log"}."""
+                   gate: bool = True, ab_base: str | None = None) -> dict:
+    """pytest-benchmark on the microbenchmark file; {"status": ok|regressed|failed|skipped, "note"}.
+
+    With `ab_base` (the A/B's base commit) the base's microbenchmarks run first, from its worktree, and
+    this tree's are compared with them: both in this job, as the A/B's step times are. Else this tree's
+    are compared with those stored beside the baseline."""
     path = opts.microbench or next((f for f in MICROBENCH_FILES if Path(f).is_file()), None)
     if path in (None, "none"):
         return {"status": "skipped", "note": "no microbenchmark file"}
-    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", path, "--benchmark-only",
-            f"--benchmark-storage=file://{storage.resolve()}",
-            f"--benchmark-json={(out / 'microbench.json').resolve()}",
-            "--benchmark-columns=median,iqr,rounds"]
-    if compare_to_stored:
-        args += ["--benchmark-compare"] + ([f"--benchmark-compare-fail={opts.microbench_fail}"] if gate and not save_as
-                                           else [])
-    if save_as:
-        args.append(f"--benchmark-save={save_as}")
-    say("microbenchmarks:", " ".join(args[2:]))
-    proc = subprocess.run(args, capture_output=True, text=True)
-    log = proc.stdout + proc.stderr
-    (out / "microbench.log").write_text(log)
-    sys.stderr.write(proc.stdout)
-    if proc.returncode == 0:
-        note = ("no stored run to compare with" if not compare_to_stored else
-                "compared (not gated: storing a new baseline)" if save_as else
-                "compared (not gated: time is not gated on this machine)" if not gate else
-                f"within {opts.microbench_fail} of the stored run")
-        return {"status": "ok", "note": note}
-    if "Performance has regressed" in log:
-        lines = [ln.strip() for ln in log.splitlines() if "compare-fail" in ln or "Field " in ln]
-        return {"status": "regressed", "note": "; ".join(lines[:6]) or "see microbench.log"}
-    return {"status": "failed", "note": f"pytest exited {proc.returncode}; see {out / 'microbench.log'}"}
+    fail = [f"--benchmark-compare-fail={opts.microbench_fail}"] if gate else []
+    if ab_base:
+        import tempfile
+
+        from zo2bench.regression import ab
+
+        here = out / "microbench-ab"
+        with tempfile.TemporaryDirectory(prefix="zo2bench-mb-") as tmp, \
+                ab.checkout(ab.repo_root("."), ab_base, Path(tmp) / "base") as tree:
+            base_file = next((f for f in MICROBENCH_FILES if (tree / f).is_file()), None)
+            if base_file is None:
+                return {"status": "skipped", "note": f"the base commit {ab_base[:12]} has no microbenchmark file"}
+            rc, log = _pytest_benchmark(tree / base_file, here, out / "microbench-base.json", ["--benchmark-save=base"],
+                                        out / "microbench-base.log", tree=tree, commit=ab_base)
+        if rc != 0:
+            return _verdict(rc, log, "", out / "microbench-base.log")
+        rc, log = _pytest_benchmark(path, here, out / "microbench.json", ["--benchmark-compare", *fail],
+                                    out / "microbench.log")
+        return _verdict(rc, log, f"within {opts.microbench_fail} of the base commit {ab_base[:12]}, run in this job"
+                        if gate else "compared with the base commit's (not gated on this machine)", out / "microbench.log")
+    extra = (["--benchmark-compare", *([] if save_as else fail)] if compare_to_stored else []) + \
+            ([f"--benchmark-save={save_as}"] if save_as else [])
+    rc, log = _pytest_benchmark(path, storage, out / "microbench.json", extra, out / "microbench.log")
+    note = ("no stored run to compare with" if not compare_to_stored else
+            "compared (not gated: storing a new baseline)" if save_as else
+            "compared (not gated: time is not gated on this machine)" if not gate else
+            f"within {opts.microbench_fail} of the stored run")
+    return _verdict(rc, log, note, out / "microbench.log")
 
 
 def _has_stored_microbench(storage: Path) -> bool:
@@ -155,6 +200,20 @@ def _has_stored_microbench(storage: Path) -> bool:
     except ImportError:
         return False
     return any((storage / get_machine_id()).glob("[0-9][0-9][0-9][0-9]_*.json"))
+
+
+def _baseline_commit(meta: dict) -> str | None:
+    """The stored baseline's commit, for an A/B against it; None (said why) where git cannot check it out."""
+    from zo2bench.regression import ab
+
+    try:
+        commit = ab.resolve(ab.repo_root("."), meta["commit"])
+    except UserError as e:
+        say(f"no A/B against the baseline's commit {meta['commit'][:12]} ({e}): step time is compared with the "
+            "stored rows, which may come from another runner of the class (launch-bound cells move most)")
+        return None
+    say(f"A/B against the stored baseline's commit {commit[:12]}, run in this job (the time check; --no-ab: none)")
+    return commit
 
 
 def write_report(report: dict, out: Path, name: str) -> None:
@@ -181,6 +240,8 @@ def run(opts: Options, series=run_series, microbench=run_microbench, fp: dict | 
         raise UserError(f"the baseline in {bdir} is of profile {', '.join(meta['profiles'])}, this run would be "
                         f"'{opts.profile}'; give that profile, or --update-baseline to replace it")
 
+    if not opts.base and opts.ab and gate_time and meta and not opts.update_baseline:
+        opts = dataclasses.replace(opts, base=_baseline_commit(meta))
     if not gate_time:
         say("step time and the microbenchmarks are shown, not gated (--time-gate "
             f"{opts.time_gate}{': no GPU' if opts.time_gate == 'auto' else ''})")
@@ -215,7 +276,8 @@ def run(opts: Options, series=run_series, microbench=run_microbench, fp: dict | 
 
     storage = store.microbench_dir(bdir)
     mb = microbench(opts, storage, out, compare_to_stored=_has_stored_microbench(storage),
-                    save_as=commit[:12] if commit else None, gate=gate_time)
+                    save_as=commit[:12] if commit else None, gate=gate_time,
+                    ab_base=(ab_report or {}).get("ab", {}).get("base", {}).get("commit"))
     sections.append(f"### Microbenchmarks: {mb['status']}\n\n{mb.get('note', '')}\n")
     if mb["status"] in ("regressed", "failed"):
         failed.append(f"the microbenchmarks ({mb['status']})")
