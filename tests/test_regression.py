@@ -343,7 +343,8 @@ def test_the_session_runs_an_ab_against_the_baselines_commit_by_default(tmp_path
     def series(o, out, gate_time=True):
         seen.append(o.base)
         d = side(tmp_path, f"run-{len(seen)}", [[row(fp=fp)]])
-        return d, (None if o.base is None else {**compare(load_side(d), load_side(d)), "ab": {"base": {"commit": o.base}}})
+        ab_report = {**compare(load_side(d), load_side(d)), "ab": {"base": {"commit": o.base}}}
+        return d, (None if o.base is None else ab_report)
 
     def microbench(o, storage, out, compare_to_stored, save_as, gate=True, ab_base=None):
         seen.append(("microbench", ab_base))

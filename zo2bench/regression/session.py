@@ -182,8 +182,9 @@ def run_microbench(opts: Options, storage: Path, out: Path, compare_to_stored: b
             return _verdict(rc, log, "", out / "microbench-base.log")
         rc, log = _pytest_benchmark(path, here, out / "microbench.json", ["--benchmark-compare", *fail],
                                     out / "microbench.log")
-        return _verdict(rc, log, f"within {opts.microbench_fail} of the base commit {ab_base[:12]}, run in this job"
-                        if gate else "compared with the base commit's (not gated on this machine)", out / "microbench.log")
+        note = (f"within {opts.microbench_fail} of the base commit {ab_base[:12]}, run in this job" if gate else
+                "compared with the base commit's (not gated on this machine)")
+        return _verdict(rc, log, note, out / "microbench.log")
     extra = (["--benchmark-compare", *([] if save_as else fail)] if compare_to_stored else []) + \
             ([f"--benchmark-save={save_as}"] if save_as else [])
     rc, log = _pytest_benchmark(path, storage, out / "microbench.json", extra, out / "microbench.log")
