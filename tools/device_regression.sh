@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 10 on the GPU machine (device tool, with .git carried: an A/B checks commits out): the GPU tier,
+# Issue 10 on the GPU machine (device tool): the GPU tier,
 # a stored baseline, a real regression caught, reruns of unchanged code; each step's outputs packed into
 # $OUT/regression.tgz, a summary printed last.
 #   ZO2BENCH_GIT_COMMIT=$(git rev-parse HEAD) bash tools/device_regression.sh SECONDS STEP...
@@ -11,7 +11,14 @@
 set -uo pipefail
 export PYTHONPATH=. PYTHONUNBUFFERED=1 ZO2BENCH_GIT_DIRTY=${ZO2BENCH_GIT_DIRTY:-0}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT/r"
-git config --global --add safe.directory '*'  # the carried .git belongs to another user here
+# An A/B checks commits out, and the device tool carries no .git: carry a bundle of the branches instead,
+#   git bundle create .regression/repo.bundle main regress/slow-prefetch0   (carry: [".regression/repo.bundle"])
+# and this makes the copied tree a repository at main again, its files untouched.
+git config --global --add safe.directory '*'
+if [ ! -d .git ] && [ -f .regression/repo.bundle ]; then
+  git init -q && git fetch -q .regression/repo.bundle '+refs/heads/*:refs/heads/*' && git symbolic-ref HEAD refs/heads/main \
+    && git reset -q && git -c user.name=x -c user.email=x@x status --short | head -5 && git log --oneline -1
+fi
 start=$(date +%s); deadline=$(( start + $1 )); shift
 pack() { tar czf "$OUT/regression.tgz" -C "$OUT" r && rm -rf "$OUT/r"; }
 need() { case "$1" in tier) echo 150;; memory) echo 230;; baseline) echo 200;; *) echo 420;; esac; }
