@@ -15,10 +15,16 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT/r"
 #   git bundle create .regression/repo.bundle main regress/slow-prefetch0   (carry: [".regression/repo.bundle"])
 # and this makes the copied tree a repository at main again, its files untouched.
 git config --global --add safe.directory '*'
-if [ ! -d .git ] && [ -f .regression/repo.bundle ]; then
-  git init -q && git fetch -q .regression/repo.bundle '+refs/heads/*:refs/heads/*' && git symbolic-ref HEAD refs/heads/main \
-    && git reset -q && git -c user.name=x -c user.email=x@x status --short | head -5 && git log --oneline -1
+if [ -f .regression/repo.bundle ]; then  # (a machine may hold a stale .git of its own: fetch into it)
+  [ -d .git ] || git init -q
+  git fetch -q --update-head-ok .regression/repo.bundle '+refs/heads/*:refs/heads/*' && git symbolic-ref HEAD refs/heads/main \
+    && git reset -q && git status --short --untracked-files=no | head -5 && git log --oneline -1
+  # the rows name the commit the bundle says this tree is, and say dirty if the files differ from it
+  ZO2BENCH_GIT_COMMIT=$(git rev-parse HEAD)
+  [ -z "$(git status --porcelain --untracked-files=no)" ] && ZO2BENCH_GIT_DIRTY=0 || ZO2BENCH_GIT_DIRTY=1
+  export ZO2BENCH_GIT_COMMIT ZO2BENCH_GIT_DIRTY
 fi
+echo "rows will name commit ${ZO2BENCH_GIT_COMMIT:-?} (dirty=${ZO2BENCH_GIT_DIRTY})"
 start=$(date +%s); deadline=$(( start + $1 )); shift
 pack() { tar czf "$OUT/regression.tgz" -C "$OUT" r && rm -rf "$OUT/r"; }
 need() { case "$1" in tier) echo 150;; memory) echo 230;; baseline) echo 200;; *) echo 420;; esac; }
