@@ -11,8 +11,8 @@ upload replays the updates its host copy lacks: 0 to K-1 of them, (K-1)/2 on ave
 on the compute stream. A step's estimate is the larger of the two resources it waits for:
     transfer(K) = bench.floors.deferred_transfer_s(...)            (the link: uploads, 1/K of the offloads)
     compute(K)  = compute_s + n_blocks * (K - 1) / 2 * replay_s    (the device: the step's own work + replays)
-Both are lower bounds, so the estimate is optimistic where the lanes do not overlap perfectly; K = 1 is
-kept unless a larger K lowers the estimate by more than `min_gain`. compute_s is the compute lane's busy
+Both are lower bounds, so the estimate is optimistic where the lanes do not overlap perfectly; the choice
+is the smallest K whose estimate is within `min_gain` of the least (fewer replays for the same estimate). compute_s is the compute lane's busy
 time of a K = 1 step (bench-step's "compute busy"), replay_s is measured here on the device, so a K can
 only be chosen on the machine that runs it: `zo2bench bench-step --mode zo2 ...` does both and records
 "writeback" (tools/device_speed.sh runs it on the GPU machine).
@@ -67,10 +67,9 @@ def choose_writeback_every(n_blocks: int, block_bytes: float, h2d_gb_per_s: floa
         parts[k] = {"transfer_s": transfer, "compute_s": compute}
         estimates[k] = max(compute, transfer) if transfer is not None else None
     best = 1
-    if estimates[1] is not None:
-        for k in range(2, k_max + 1):
-            if estimates[k] < estimates[best] * (1 - min_gain):
-                best = k
+    if estimates[1] is not None:  # the smallest K whose estimate is within min_gain of the least
+        least = min(estimates.values())
+        best = min(k for k, e in estimates.items() if e <= least * (1 + min_gain))
     return {"every": best, "estimates_s": estimates, "parts": parts,
             "inputs": {"n_blocks": n_blocks, "block_bytes": block_bytes, "h2d_gb_per_s": h2d_gb_per_s,
                        "both_gb_per_s": both_gb_per_s, "replay_s": replay_s, "compute_s": compute_s}}
