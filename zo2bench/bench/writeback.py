@@ -12,10 +12,10 @@ on the compute stream. A step's estimate is the larger of the two resources it w
     transfer(K) = bench.floors.deferred_transfer_s(...)            (the link: uploads, 1/K of the offloads)
     compute(K)  = compute_s + n_blocks * (K - 1) / 2 * replay_s    (the device: the step's own work + replays)
 Both are lower bounds, so the estimate is optimistic where the lanes do not overlap perfectly; the choice
-is the smallest K whose estimate is within `min_gain` of the least (fewer replays for the same estimate). compute_s is the compute lane's busy
-time of a K = 1 step (bench-step's "compute busy"), replay_s is measured here on the device, so a K can
-only be chosen on the machine that runs it: `zo2bench bench-step --mode zo2 ...` does both and records
-"writeback" (tools/device_speed.sh runs it on the GPU machine).
+is the smallest K whose estimate is within `min_gain` of the least (fewer replays for the same estimate).
+compute_s is the compute lane's busy time of a step (bench-step's "compute busy", which leaves replays out),
+replay_s is measured here on the device, so a K can only be chosen on the machine that runs it:
+`zo2bench bench-step --mode zo2 ...` does both and records "writeback" (tools/device_speed.sh runs it on a GPU).
 """
 from __future__ import annotations
 
