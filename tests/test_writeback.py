@@ -33,7 +33,7 @@ def test_k4_is_bitwise_k1_over_steps_not_a_multiple_of_k(dtype):
     assert b["config"]["writeback_every"] == 4 and a["config"]["writeback_every"] == 1
 
 
-@pytest.mark.parametrize("model", ["opt-tiny", "llama-tiny"])
+@pytest.mark.parametrize("model", ["opt-tiny", "llama-tiny", "qwen-tiny"])
 def test_k4_zo2_matches_mezo(model):
     kw = dict(model=model, weight_decay=0.1, prefetch=2)  # decay: the replay applies it too
     a, b = run(cfg(mode="mezo", **kw)), run(cfg(writeback_every=4, **kw))
@@ -109,3 +109,23 @@ def test_gpu_k3_lr_zero_no_drift():
     before = params_digest(u.theta for u in build(spec, torch_dtype("fp16"), torch.device("cuda"), seed=3).units)
     rec = run(cfg(model="opt-125m", dtype="fp16", device="cuda", lr=0.0, steps=5, seq=128, writeback_every=3))
     assert rec["final_params_sha256"] == before
+
+
+@pytest.mark.parametrize("model", ["llama-tiny", "qwen-tiny"])
+def test_bench_step_on_llama_shapes_records_k_and_both_floors(model, tmp_path):
+    """Llama-style blocks (RMSNorm, SwiGLU, grouped-query attention, rotary) through bench-step's real path:
+    the record carries K, the old and the deferred floors, and zo2 with K = 2 ends where mezo does."""
+    import json
+
+    from zo2bench.bench.step import bench_step, table
+
+    cal = tmp_path / "cal.json"
+    cal.write_text(json.dumps({"kind": "calibration", "schema_version": 1,
+                               "figures": {"cpu_matmul_fp32_tflop_per_s": {"median": 0.05}}}))
+    base = RunConfig(model=model, device="cpu", seq=16, batch=2, steps=2, warmup=1, lr=1e-2)
+    z, m = (bench_step(base.replace(mode=mode, writeback_every=2), str(cal), str(tmp_path)) for mode in ("zo2", "mezo"))
+    assert z["config"]["writeback_every"] == 2 and z["floors"]["writeback_every"] == 2
+    assert z["streamed_blocks"] == catalog.get(model).layers and z["floors"]["transfer_deferred_s"] == 0.0
+    assert z["floors"]["floor_deferred_s"] == z["floors"]["compute_s"] > 0
+    assert [s["loss"] for s in z["steps"]] == [s["loss"] for s in m["steps"]]
+    assert z["writeback"] is None and "step / floor" in table(z)  # K's suggestion needs a GPU's link
