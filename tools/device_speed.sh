@@ -4,7 +4,8 @@
 # One calibration, then bench-step for OPT-1.3B (untied head) fp16 T 2048: zo2 batch 1 with K = 1, the K that
 # the K = 1 record suggests (bench/writeback.py: calibrated link, replay cost measured in that run) and K = 4;
 # zo2 batch 8 with K = 1 and 4; mezo batch 1; zo2 batch 1 K = 1 again (drift within the run). Then the GPU
-# test tier of the engine (parity, no drift, K = 1 vs 4 bitwise), then profiles while time is left.
+# test tier of the engine (parity, no drift, K = 1 vs 4 bitwise), then profiles and Llama-style shapes
+# (llama3.2-1b, qwen2.5-0.5b) while time is left.
 # Every phase is bounded by the deadline and the records are packed into $OUT/speed.tgz after each one, so
 # whatever finished comes back even if the call is cut short. Expected: ~4 min of benches, ~3 min of tests.
 set -uo pipefail
@@ -56,4 +57,9 @@ for spec in "mezo 1 1" "zo2 1 $K"; do set -- $spec
     > "$D/profile-$1-b$2-k$3.txt" 2>&1; tail -3 "$D/profile-$1-b$2-k$3.txt"
   pack
 done
+# Llama-style shapes while time is left (issue 13's last section: not measured before)
+bench llama3.2-1b-zo2-b1-k1 --model llama3.2-1b --mode zo2 --batch 1 --writeback-every 1
+bench "llama3.2-1b-zo2-b1-k$K" --model llama3.2-1b --mode zo2 --batch 1 --writeback-every "$K"
+bench llama3.2-1b-mezo-b1 --model llama3.2-1b --mode mezo --batch 1
+bench qwen2.5-0.5b-zo2-b1-k1 --model qwen2.5-0.5b --mode zo2 --batch 1 --writeback-every 1
 echo "speed: done with $(left) s to spare"; ls -la "$OUT/speed.tgz"
