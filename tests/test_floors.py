@@ -79,3 +79,37 @@ def test_missing_figures_are_none_not_zero():
     # on the CPU nothing crosses a link and the CPU matmul rate applies
     f = floors(OPT13, 1, 128, "zo2", "bf16", {"cpu_matmul_bf16_tflop_per_s": 0.2}, device="cpu")
     assert f["transfer_s"] == 0 and f["compute_s"] == pytest.approx(step_flops(OPT13, 1, 128, "zo2") / 0.2e12)
+
+
+def test_deferred_write_back_floor_is_the_upload_and_a_kth_of_the_offload():
+    f1, f4, f8 = (floors(OPT13, 1, 2048, "zo2", "fp16", H100, writeback_every=k) for k in (1, 4, 8))
+    assert f1["transfer_deferred_s"] == pytest.approx(f1["transfer_s"])  # K = 1: 75 ms, as before
+    each = 24 * 50_358_272 * 2
+    assert f4["transfer_deferred_s"] == pytest.approx((each + each / 4) / 64.2e9)  # 47.1 ms
+    assert f8["transfer_deferred_s"] == pytest.approx(f8["upload_only_s"])  # 42.4 ms < uploading alone: 44 ms
+    assert f4["transfer_s"] == f1["transfer_s"] and f4["floor_s"] == f1["floor_s"]  # the old floor stays beside
+    assert f4["floor_deferred_s"] == f4["transfer_deferred_s"] > f4["compute_s"]
+    cpu = floors(OPT13, 1, 2048, "zo2", "fp16", {"cpu_matmul_fp16_tflop_per_s": 1.0}, device="cpu", writeback_every=4)
+    assert cpu["transfer_deferred_s"] == 0.0 and cpu["floor_deferred_s"] == cpu["compute_s"]
+
+
+def test_choosing_k_weighs_the_link_against_the_replays():
+    from zo2bench.bench.writeback import choose_writeback_every
+
+    args = dict(n_blocks=24, block_bytes=50_358_272 * 2, h2d_gb_per_s=54.9, both_gb_per_s=64.2, replay_s=0.2e-3)
+    b1 = choose_writeback_every(compute_s=0.039, **args)  # batch 1: transfer-bound at K = 1 (75 ms)
+    est = b1["estimates_s"]
+    assert b1["every"] == 4 and est[4] == pytest.approx(max(0.039 + 24 * 1.5 * 0.2e-3, 0.0471), rel=1e-2)
+    assert est[4] < est[3] and est[4] < est[5]  # K = 5 replays more (48.6 ms) than it saves on the link
+    b8 = choose_writeback_every(compute_s=0.188, **args)  # batch 8: compute-bound, replays only cost
+    assert b8["every"] == 1
+    no_link = choose_writeback_every(compute_s=0.039, **(args | {"both_gb_per_s": None}))
+    assert no_link["every"] == 1 and no_link["estimates_s"][1] is None
+
+
+def test_replay_cost_is_measured_on_the_cpu_too():
+    import torch
+
+    from zo2bench.bench.writeback import replay_cost_s
+
+    assert 0 < replay_cost_s(4096, torch.float32, torch.device("cpu"), reps=3) < 1.0

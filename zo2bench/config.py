@@ -37,6 +37,8 @@ class RunConfig:
     weight_decay: float = 0.0    # not applied to biases and norm weights
     prefetch: int = 1            # zo2: blocks uploaded ahead of the one computing
     gpu_budget_gib: float | None = None  # zo2: keep as many blocks resident as fit in this budget (GiB)
+    writeback_every: int = 1     # zo2: copy a streamed block back to host memory every this many visits; in
+                                 # between, its updates are replayed on upload (the same weights, bit for bit)
     # Distributed runs (zo2bench/distributed, docs/distributed.md): ZO modes on torch.distributed, one rank a GPU.
     nproc_per_node: int = 1      # ranks on this host; above 1, `zo2bench run` launches them through torchrun
     dp: int = 0                  # data parallel: ranks that each take a shard of the global batch (0: default)
@@ -79,6 +81,8 @@ def check(cfg: RunConfig) -> None:
             raise UserError(f"--{name} must be at least 1 (got {getattr(cfg, name)})")
     if cfg.warmup < 0 or cfg.prefetch < 0:
         raise UserError("--warmup and --prefetch must not be negative")
+    if cfg.writeback_every < 1:
+        raise UserError(f"--writeback-every must be at least 1 (got {cfg.writeback_every})")
     if cfg.seq < 2:
         raise UserError(f"--seq must be at least 2 (a next-token loss needs two tokens; got {cfg.seq})")
     if not (math.isfinite(cfg.lr) and cfg.lr >= 0):

@@ -128,8 +128,19 @@ def figure(calibration: dict, key: str) -> float | None:
     return None if value is None else float(value)
 
 
+def deferred_transfer_s(h2d_bytes: float, d2h_bytes: float, every: int, h2d_bw: float | None,
+                        both_bw: float | None) -> float | None:
+    """The transfer floor with deferred write-back: every upload, and a K-th of the offload (each block is
+    copied back on every K-th visit). Two bounds, the larger binds: the uploads alone at the one-way rate,
+    and all bytes over the both-directions-at-once total (bandwidths in GB/s). None without both figures.
+    At K = 1 it can only be at or above the plain both-ways floor."""
+    if h2d_bw is None or both_bw is None:
+        return None
+    return max(h2d_bytes / (h2d_bw * 1e9), (h2d_bytes + d2h_bytes / every) / (both_bw * 1e9))
+
+
 def floors(spec: ModelSpec, batch: int, seq: int, mode: str, dtype: str, calibration: dict,
-           resident_blocks: int = 0, device: str = "cuda") -> dict:
+           resident_blocks: int = 0, device: str = "cuda", writeback_every: int = 1) -> dict:
     """Transfer floor, compute floor and the one that binds, for one step on the calibrated machine.
 
     Transfer: zo2 uploads block i+1 while block i-1 goes back, so both directions share the link at
@@ -146,6 +157,10 @@ def floors(spec: ModelSpec, batch: int, seq: int, mode: str, dtype: str, calibra
 
     floor_s is the larger of the two; a floor whose figure was not measured is None, listed in
     "missing", and floor_s is then the larger of those known (still a lower bound, a looser one).
+
+    Beside it, for deferred write-back every `writeback_every` = K visits: "transfer_deferred_s"
+    (deferred_transfer_s) and "floor_deferred_s", the larger of it and the compute floor (the replays are
+    extra work on the device that the compute floor does not count).
     """
     moved = step_bytes(spec, mode, dtype, resident_blocks)
     flops = flops_breakdown(spec, batch, seq, mode)
@@ -166,6 +181,12 @@ def floors(spec: ModelSpec, batch: int, seq: int, mode: str, dtype: str, calibra
         transfer_s, transfer_basis = None, "not measured"
         missing.append(BOTH_DIRECTIONS_KEY)
 
+    if device == "cpu" or moved["total_bytes"] == 0:
+        transfer_deferred_s = 0.0
+    else:
+        transfer_deferred_s = deferred_transfer_s(moved["h2d_bytes"], moved["d2h_bytes"], writeback_every,
+                                                  h2d_bw, both_bw)
+
     rate_key = f"{'cpu_' if device == 'cpu' else ''}matmul_{dtype}_tflop_per_s"
     rate = figure(calibration, rate_key)
     compute_s = None if rate is None else flops["total_flops"] / (rate * 1e12)
@@ -174,11 +195,14 @@ def floors(spec: ModelSpec, batch: int, seq: int, mode: str, dtype: str, calibra
 
     known = {name: s for name, s in (("transfer", transfer_s), ("compute", compute_s)) if s is not None}
     binds = max(known, key=known.get) if known else None
+    deferred = [x for x in (transfer_deferred_s, compute_s) if x is not None]
     return {
         "transfer_s": transfer_s, "transfer_basis": transfer_basis, "upload_only_s": upload_only_s,
+        "writeback_every": writeback_every, "transfer_deferred_s": transfer_deferred_s,
+        "floor_deferred_s": max(deferred) if transfer_deferred_s is not None and deferred else None,
         "compute_s": compute_s, "compute_basis": rate_key,
         "floor_s": known[binds] if binds else None, "binds": binds, "missing": missing,
         "bytes": moved, "flops": flops,
         "inputs": {"model": spec.name, "batch": batch, "seq": seq, "mode": mode, "dtype": dtype,
-                   "resident_blocks": resident_blocks, "device": device},
+                   "resident_blocks": resident_blocks, "device": device, "writeback_every": writeback_every},
     }

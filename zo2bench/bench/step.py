@@ -40,13 +40,15 @@ def bench_step(cfg: RunConfig, calibration_path: str | None = None, results_dir:
     measured = [s for s in record["steps"] if not s["warmup"]]
     step_s = summarize([s["seconds"] for s in measured])
     lanes = {}
-    for name in ("upload", "compute", "offload"):
+    for name in ("upload", "compute", "replay", "offload"):
         values = [s["lanes_ms"].get(name, 0.0) for s in measured if "lanes_ms" in s]
         lanes[name] = summarize(values) if values else None
     spec = catalog.resolve(cfg.model)
     resident = record["offload"]["resident_blocks"]
+    device = "cuda" if cfg.device.startswith("cuda") else "cpu"
     fl = floors(spec, cfg.batch, cfg.seq, cfg.mode, cfg.dtype, cal, resident_blocks=resident or 0,
-                device="cuda" if record["config"]["device"].startswith("cuda") else "cpu")
+                device=device, writeback_every=cfg.writeback_every)
+    streamed = spec.layers - (resident or 0) if cfg.mode == "zo2" else 0
     return {
         "schema_version": SCHEMA_VERSION, "kind": "bench-step",
         "config": record["config"], "model": record["model"], "fingerprint": record["fingerprint"],
@@ -55,12 +57,35 @@ def bench_step(cfg: RunConfig, calibration_path: str | None = None, results_dir:
         "tokens_per_s": cfg.batch * cfg.seq / step_s["median"],
         "floors": fl,
         "ratio_to_floor": step_s["median"] / fl["floor_s"] if fl.get("floor_s") else None,
+        "ratio_to_deferred_floor": step_s["median"] / fl["floor_deferred_s"] if fl.get("floor_deferred_s") else None,
+        "writeback": writeback(cfg, spec, cal, lanes, streamed) if device == "cuda" and streamed else None,
         "lanes_ms": lanes,
         "memory": record["memory"]["measured"],
-        "resident_blocks": resident, "streamed_blocks": spec.layers - (resident or 0) if cfg.mode == "zo2" else 0,
+        "resident_blocks": resident, "streamed_blocks": streamed,
         "build_s": record["build"]["seconds"],
         "steps": record["steps"],
     }
+
+
+def writeback(cfg: RunConfig, spec, cal: dict, lanes: dict, streamed: int) -> dict:
+    """The write-back interval this run used, the replay cost measured now, and the K that
+    bench.writeback.choose_writeback_every suggests from them, this run's compute busy time and the link."""
+    import torch
+
+    from zo2bench.bench.floors import BOTH_DIRECTIONS_KEY, H2D_KEY, figure
+    from zo2bench.bench.writeback import choose_writeback_every, replay_cost_s
+    from zo2bench.config import DTYPE_BYTES
+    from zo2bench.devices import torch_dtype
+
+    replay_s = replay_cost_s(spec.block_params(), torch_dtype(cfg.dtype), torch.device(cfg.device))
+    compute_ms = (lanes.get("compute") or {}).get("median")
+    out = {"every": cfg.writeback_every, "replay_s_per_block": replay_s, "compute_busy_s": None, "suggested": None}
+    if compute_ms is not None:
+        out["compute_busy_s"] = compute_ms / 1e3
+        out["suggested"] = choose_writeback_every(streamed, spec.block_params() * DTYPE_BYTES[cfg.dtype],
+                                                  figure(cal, H2D_KEY), figure(cal, BOTH_DIRECTIONS_KEY),
+                                                  replay_s, compute_ms / 1e3)
+    return out
 
 
 def table(b: dict) -> str:
@@ -79,6 +104,16 @@ def table(b: dict) -> str:
         ("step / floor", "n/a" if b["ratio_to_floor"] is None
          else f"{b['ratio_to_floor']:.2f}x the {fl.get('binds')} floor"),
     ]
+    if c["mode"] == "zo2" and fl["inputs"]["device"] == "cuda" and b.get("ratio_to_deferred_floor") is not None:
+        k = fl["writeback_every"]
+        rows.append((f"floor, write-back 1/{k}", f"{ms(fl['floor_deferred_s'])} (transfer: every upload and a {k}-th "
+                     f"of the offload, {ms(fl['transfer_deferred_s'])}); step / it "
+                     f"{b['ratio_to_deferred_floor']:.2f}x"))
+    wb = b.get("writeback")
+    if wb and wb.get("suggested"):
+        rows.append(("write-back K", f"{wb['every']} used; replay {wb['replay_s_per_block'] * 1e3:.2f} ms a block; "
+                     f"suggested K = {wb['suggested']['every']} (est. "
+                     f"{ms(wb['suggested']['estimates_s'][wb['suggested']['every']])} a step)"))
     for name, lane in b["lanes_ms"].items():
         if lane is not None:
             rows.append((f"{name} busy", f"median {lane['median']:.1f} ms per step (CUDA events)"))

@@ -39,6 +39,9 @@ def add_run_options(p, defaults: RunConfig | None = None) -> None:
     p.add_argument("--eps", type=float, default=d.eps, help="ZO modes: perturbation scale")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="not applied to biases and norms")
     p.add_argument("--prefetch", type=int, default=d.prefetch, help="zo2: blocks uploaded ahead")
+    p.add_argument("--writeback-every", type=int, default=d.writeback_every, metavar="K",
+                   help="zo2: copy each streamed block back to host memory every K-th step, replaying the "
+                        "updates in between on upload (bitwise the same weights; 1/K of the offload traffic)")
     p.add_argument("--gpu-budget", dest="gpu_budget_gib", type=float, default=d.gpu_budget_gib, metavar="GiB",
                    help="zo2: keep as many blocks resident as fit in this much GPU memory "
                         "(default: none resident, every block streams)")

@@ -6,7 +6,14 @@
         ...compute with theta...
     off.detach()                                    # every block back where it was, attach()'s pinned pages released
 
-The trainer only calls use() and written(); it never mentions devices or streams.
+The trainer only calls use(), written() and settle(); it never mentions devices or streams.
+
+Deferred write-back (`writeback_every=K`): an update is a deterministic function of a seed and a scalar, so
+written(unit, redo) may keep `redo` (a function that applies this update to a copy of the block) instead of
+copying the block back. The next use() uploads the older host copy and replays the kept updates on it, in
+order, with the same kernels, before yielding it: the weights the trainer sees are bitwise those of K = 1.
+A block is copied back on every K-th visit (staggered across blocks, so each step offloads about 1/K of
+them), and by settle(), close() and detach(), so the host copies are current whenever anyone reads them.
 
 Streams and hand-offs: the offloader owns an upload stream and an offload stream; compute runs on the
 current stream. Every hand-off is an event wait on the device, never a host-blocking synchronisation:
@@ -17,7 +24,8 @@ current stream. Every hand-off is an event wait on the device, never a host-bloc
   copy must be fresh).
 Device slots are allocated once and reused, so no memory crosses streams through the caching allocator.
 `prefetch` blocks are uploaded ahead in visiting order, wrapping into the next step. With no GPU the same
-code runs with the CPU as the device: the lanes do nothing and copies complete at once.
+code runs with the CPU as the device: the lanes do nothing and copies complete at once (the host copy
+and the slot are still separate tensors, so deferred write-back and its replay run the same way there).
 """
 from __future__ import annotations
 
@@ -55,7 +63,8 @@ def _no_span(lane, name):
 
 
 class Timeline:
-    """Busy time per lane ("upload", "compute", "offload") from CUDA events, read after a synchronisation.
+    """Busy time per lane ("upload", "compute", "offload"; "replay", on the compute lane, for deferred
+    write-back) from CUDA events, read after a synchronisation.
 
     Compute spans start after the wait for a block's upload, so a stall shows as step time that no
     compute span covers. Costs two timing events per span; off unless asked for (bench-step).
@@ -156,7 +165,10 @@ class Resident:
         with self.span(self.compute, "compute"):
             yield unit.theta
 
-    def written(self, unit) -> None:
+    def written(self, unit, redo=None) -> None:
+        pass
+
+    def settle(self) -> None:
         pass
 
     def host_bytes(self) -> int:
@@ -170,8 +182,11 @@ class Resident:
 
 
 class BlockOffloader:
-    def __init__(self, zm, prefetch: int = 1, resident_blocks: int = 0, timeline: Timeline | None = None):
-        self.zm, self.device = zm, zm.device
+    def __init__(self, zm, prefetch: int = 1, resident_blocks: int = 0, timeline: Timeline | None = None,
+                 writeback_every: int = 1):
+        if writeback_every < 1:
+            raise ValueError(f"writeback_every must be at least 1, got {writeback_every}")
+        self.zm, self.device, self.every = zm, zm.device, writeback_every
         self.span = timeline.span if timeline else _no_span
         blocks = zm.blocks
         self.streamed = blocks[resident_blocks:]  # the first blocks stay on the device when a budget allows
@@ -209,10 +224,15 @@ class BlockOffloader:
         self.uploaded = {}                                   # unit index -> (slot, upload-done event)
         self.order = [u.index for u in self.streamed]
         self.next_slot = 0
+        # Deferred write-back: the updates each host copy lacks, oldest first, and visits counted from a
+        # per-block phase, so that blocks are copied back on different steps, about 1/K of them a step.
+        self.stale = {u.index: [] for u in self.streamed}
+        self.visits = {u.index: k % self.every for k, u in enumerate(self.streamed)}
 
     def detach(self) -> None:
         """Every block's weights back where they were before attach() (the device, or host memory pinned or
         not, as it was), with their current values; the pinned buffers attach() made are released."""
+        self.settle()
         self._stop()
         for u in self.streamed:
             where, was_pinned = self.before[u.index]
@@ -229,8 +249,18 @@ class BlockOffloader:
 
     def close(self) -> None:
         """Stop streaming and release the pinned pages, leaving the weights in ordinary host memory
-        (the end of a run: moving 60 GB back to the device only to free it would cost time and memory)."""
+        (the end of a run: moving 60 GB back to the device only to free it would cost time and memory).
+        Blocks whose write-back was deferred are brought up to date first."""
+        self.settle()
         self._release(self._stop())
+
+    def settle(self) -> None:
+        """Copy back every block whose host copy lacks deferred updates (replayed on the way): afterwards
+        every host copy is current, once the copies are done (close, detach and a synchronisation wait)."""
+        for u in self.streamed:
+            if getattr(self, "stale", {}).get(u.index):
+                with self.use(u):
+                    self.written(u)
 
     def _stop(self) -> list[torch.Tensor]:
         if self.device.type == "cuda":
@@ -277,8 +307,13 @@ class BlockOffloader:
         if done is not None:
             self.compute.wait(done)
         self._slot_in_use = s
+        theta = self.slots[s][: unit.numel]
+        if self.stale[unit.index]:  # the host copy was older: the updates it lacks, in their order
+            with self.span(self.compute, "replay"):
+                for redo in self.stale[unit.index]:
+                    redo(theta)
         with self.span(self.compute, "compute"):
-            yield self.slots[s][: unit.numel]
+            yield theta
         # The slot is free once compute is done with it and any copy out of it has finished: the offload
         # lane, which already holds that copy, waits for compute and marks the slot.
         if self.slot_free[s] is not None:
@@ -287,10 +322,18 @@ class BlockOffloader:
             self.down.wait(compute_done)
             self.down.record(self.slot_free[s])
 
-    def written(self, unit) -> None:
-        """The block's weights are final for this step: copy them back while compute goes on."""
+    def written(self, unit, redo=None) -> None:
+        """The block's weights are final for this step: copy them back while compute goes on. With
+        writeback_every K > 1 and `redo` (redo(theta) applies the update just made to a copy of the block),
+        the copy back happens on every K-th visit only; until then redo is kept and replayed by use()."""
         if unit.index not in self.host_fresh:
             return
+        if redo is not None and self.every > 1:
+            self.stale[unit.index].append(redo)
+            self.visits[unit.index] += 1
+            if self.visits[unit.index] % self.every:
+                return
+        self.stale[unit.index] = []  # the slot holds them all: the copy below brings the host copy up to date
         s = self._slot_in_use
         ready = _event(self.device)
         if ready is not None:

@@ -109,7 +109,7 @@ def build_trainer(cfg: RunConfig, spec, dev, timeline=None):
     if cfg.mode == "zo2":
         zm = build(spec, dtype, dev, cfg.seed, host_blocks=lambda n: host_buffer(n, dtype, pin=dev.type == "cuda"))
         weights = BlockOffloader(zm, prefetch=cfg.prefetch, resident_blocks=resident_blocks(cfg, spec, zm),
-                                 timeline=timeline).attach()
+                                 timeline=timeline, writeback_every=cfg.writeback_every).attach()
         return MeZO(zm, weights, cfg.lr, cfg.eps, cfg.weight_decay, cfg.seed)
     return FirstOrder(spec, cfg.mode, dtype, dev, cfg.lr, cfg.weight_decay, cfg.seed)
 

@@ -3,7 +3,7 @@
     opt = MeZO(zm, weights, lr=1e-6, eps=1e-3, weight_decay=0.0, seed=0)
     out = opt.step(batch, t=0)   # {"loss", "loss_plus", "loss_minus", "projected_grad"}: 0-d device tensors,
                                  # nothing waits for the GPU; "loss" is the mean of the two (f(theta) to O(eps^2))
-    opt.flush()                  # apply the last update (before eval, save, the end)
+    opt.flush()                  # apply the last update, write every block back (before eval, save, the end)
     opt.logits(batch)            # fp32 [N, V] at batch's scored positions, at theta (flushes first; no step)
     opt.close()                  # the weights' holder lets go (zo2: pinned pages released)
 
@@ -58,6 +58,11 @@ class MeZO:
                 theta[a:b].mul_(1.0 - upd.decay)
         self.noise.update(theta, unit_seed(upd.seed, unit.index), upd.coef)
 
+    def _redo(self, unit, upd: Update):
+        """The update just applied, as a function a weights holder may keep and replay on an older copy of
+        the unit (deferred write-back): the same arithmetic, so the replayed copy is bitwise the same."""
+        return lambda theta: self._apply(unit, theta, upd)
+
     @torch.no_grad()  # no autograd state, and the loss takes its no-grad path
     def step(self, batch, t: int, lr: float | None = None):
         lr = self.lr if lr is None else lr
@@ -67,7 +72,7 @@ class MeZO:
             with self.weights.use(unit) as theta:
                 if self.pending is not None:
                     self._apply(unit, theta, self.pending)
-                    self.weights.written(unit)
+                    self.weights.written(unit, self._redo(unit, self.pending))
                 for sign in self.signs:
                     for other in unit.reads:  # a tied head reads the embeddings too, updated at this step's start
                         self._write(other, other.theta, seed, sign)
@@ -116,11 +121,13 @@ class MeZO:
 
     @torch.no_grad()
     def flush(self) -> None:
-        """Apply the pending update to every unit, so theta is final."""
+        """Apply the pending update to every unit and write every streamed block back, so theta is final
+        wherever it lives (updates whose write-back was deferred are replayed on the way)."""
         if self.pending is None:
+            self.weights.settle()
             return
         for unit in self.zm.units:
             with self.weights.use(unit) as theta:
                 self._apply(unit, theta, self.pending)
-                self.weights.written(unit)
+                self.weights.written(unit)  # no redo: the copy back happens now
         self.pending = None
