@@ -58,6 +58,8 @@ def dist_floors(spec, dtype: str, mode: str, dims: dict, compute_1gpu_s: float |
     compute_s = compute_1gpu_s / world if compute_1gpu_s is not None else None
     known = [x for x in (transfer_s, compute_s) if x is not None]
     floor = max(known) if known and transfer_s is not None else None
+    if floor == 0:  # nothing crosses a link and the compute floor is unknown: no bound worth the name
+        floor = None
     binds = None if floor is None else ("transfer" if transfer_s >= (compute_s or 0) else "compute")
     return {"block_bytes": block_bytes, "host_to_device_bytes": host_bytes, "how": how,
             "gather_bytes_per_rank": gather_bytes, "h2d_total_gb_per_s": rate,
