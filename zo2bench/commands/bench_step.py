@@ -83,7 +83,9 @@ def _main_rank(cfg: RunConfig, args) -> int:
     from zo2bench.bench.step import bench_record, table
     from zo2bench.distributed.measure import run_rank
     from zo2bench.distributed.parallel import World
+    from zo2bench.experiments.launch import die_with_parent
 
+    die_with_parent()  # started by relaunch(): ends with the process that started it
     world = World.from_env()
     lead = world.rank == 0
     stream = sys.stderr if lead else _Null()

@@ -202,7 +202,9 @@ def _main_rank(args) -> int:
     """One rank of a distributed run (torchrun's environment is set): rank 0 prints and delivers."""
     from zo2bench.distributed.measure import run_rank
     from zo2bench.distributed.parallel import World
+    from zo2bench.experiments.launch import die_with_parent
 
+    die_with_parent()  # started by relaunch(): ends with the process that started it
     world = World.from_env()
     cfg = config_from_args(args)
     if cfg.nproc_per_node not in (1, world.local_size):

@@ -45,6 +45,8 @@ def relaunch(cfg: RunConfig, out: str | None, command: str = "run", extra: tuple
     root = str(Path(__file__).resolve().parents[2])  # the directory that holds the zo2bench package
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
     # the host's cores shared among the ranks (torchrun would set 1 and warn)
+    # each rank ends when this process does (a sweep cell killed at its timeout leaves no rank holding a GPU)
+    os.environ["ZO2BENCH_DIE_WITH"] = str(os.getpid())  # experiments.launch.PARENT_ENV, read by the ranks
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cfg.nproc_per_node)))
     argv = ["--standalone", f"--nproc-per-node={cfg.nproc_per_node}", f"--rdzv-id={uuid.uuid4().hex}",
             "--max-restarts=0", *(["--log-dir", log_dir, "--tee", "2"] if log_dir else []),

@@ -91,7 +91,8 @@ def host_need(cfg: RunConfig, spec, ranks_per_host: int | None = None, weight_sh
     rest = (spec.n_params() - spec.layers * spec.block_params()) * elem
     if local <= 1 and max(cfg.dp, cfg.pert, cfg.weight_shard) <= 1:
         if on_cpu:
-            return {"bytes": blocks + rest, "what": f"the whole model on the CPU: {spec.n_params():,} params x {elem} B"}
+            return {"bytes": blocks + rest,
+                    "what": f"the whole model on the CPU: {spec.n_params():,} params x {elem} B"}
         if cfg.mode == "mezo":
             return {"bytes": 0, "what": "mezo keeps its weights on the GPU"}
         return {"bytes": blocks, "what": f"{spec.layers} {dtype} blocks pinned: {spec.layers} x "

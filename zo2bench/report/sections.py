@@ -66,7 +66,7 @@ def series_blocks(series, results, analyses, docs, figs) -> list:
         out.append(_b("heading", f"{series} on {m}", level=2))
         out.append(_b("text", _rows_note(a, results, series)))
         build = {"memory_scaling": _memory, "throughput_scaling": _throughput,
-                 "gpu_scaling": lambda *args: _gpu_scaling(results, m, *args)}.get(series, _generic)
+                 "gpu_scaling": lambda *args, m=m: _gpu_scaling(results, m, *args)}.get(series, _generic)
         out.extend(build(series, a, docs, _Sub(figs, m)))
     return out
 
