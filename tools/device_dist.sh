@@ -34,7 +34,10 @@ if [ -z "${SKIP_TESTS:-}" ]; then
 fi
 
 # 2. the series, packed every minute while it runs; stopped (SIGINT: rows kept) 20 s before the budget ends
-( while sleep 60; do pack; done ) & PACKER=$!
+# (the packer sleeps in 5 s steps and checks a stop file: an orphaned `sleep 60` would hold stdout open)
+STOP="$OUT/.stop"; rm -f "$STOP"
+( while [ ! -e "$STOP" ]; do for _ in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 5; [ -e "$STOP" ] && exit 0; done; pack; done
+) > /dev/null 2>&1 & PACKER=$!
 t=$(( $(left) - 20 ))
 if [ "$t" -gt 30 ]; then
   timeout -s INT -k 10 "$t" python3 -m zo2bench sweep experiments/gpu_scaling.toml --profile "$PROFILE" \
@@ -44,5 +47,5 @@ if [ "$t" -gt 30 ]; then
 else
   echo "sweep: not started, ${t} s left"
 fi
-kill "$PACKER" 2>/dev/null; wait "$PACKER" 2>/dev/null
+touch "$STOP"; wait "$PACKER" 2>/dev/null; rm -f "$STOP"
 pack; ls -la "$OUT"; echo "done after $(( $(date +%s) - START )) s"
