@@ -2,6 +2,8 @@
 
     status = relaunch(cfg, out="r.json")   # blocks until every rank ends; the ranks' worst exit status
     worker_args(cfg, out)                   # ["run", "--model", "opt-tiny", ..., "--out", "/abs/r.json"]
+    relaunch(cfg, out, command="bench-step", extra=("--results-dir", "/abs/results"), log_dir="/tmp/logs")
+    rank_stderr("/tmp/logs")                # each rank's last stderr lines (a sweep cell's reason)
 
 The launcher is torchrun's own (torch.distributed.run, standalone rendezvous on this host), called in this
 process so that a rank's exit status comes back as it was: a rank that met bad input exits 2 after its
