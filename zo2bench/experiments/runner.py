@@ -290,8 +290,10 @@ def _cells(cells, stands, retry, oom_at, machine, out_file, progress, counts, dr
         before = retry.get(cell.key, {}).get("status")
         again = f"was {before}" if before else ""
         smaller = oom_at.get(cell.group)
+        # convergence cells (settings) train the ladder's small shapes, which the catalog does not hold
+        measure_host = cell.settings is None and not (smaller and cell.n_params >= smaller[0])
         infeasible = (_gpu_shortfall(cfg, machine) or feasibility(cfg, cell.n_params, machine)
-                      or (None if smaller and cell.n_params >= smaller[0] else host_memory(cfg, machine)))
+                      or (host_memory(cfg, machine) if measure_host else None))
         if smaller and cell.n_params >= smaller[0]:
             status, reason, fields = "skipped", (f"{smaller[1]} ({smaller[0]:,} params) ran out of GPU memory in the "
                                                  f"same mode, dtype, batch and seq; this model is not smaller"), {}
