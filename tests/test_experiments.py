@@ -52,7 +52,9 @@ def error_of(path: Path) -> str:
 
 def test_shipped_series_load_with_their_documented_grids():
     mem = load(EXPERIMENTS / "memory_scaling.toml")
-    assert set(mem.profiles) == {"gpu", "cpu"}
+    assert set(mem.profiles) == {"gpu", "cpu", "large"}
+    assert {(c.config.model, c.config.mode) for c in mem.cells("large")} == {
+        (m, mode) for m in ("opt-66b", "opt-175b") for mode in ("zo2", "mezo")}
     gpu = mem.cells("gpu")
     assert len(gpu) == 7 * 3  # OPT 125m..30b x zo2, mezo, fo-adamw
     assert {c.config.model for c in gpu} == {"opt-125m", "opt-350m", "opt-1.3b", "opt-2.7b", "opt-6.7b",
@@ -68,7 +70,15 @@ def test_shipped_series_load_with_their_documented_grids():
     assert len(cells) == 3 * 2 * 4 * 3
     assert {c.config.batch for c in cells} == {1, 2, 4, 8} and {c.config.seq for c in cells} == {512, 1024, 2048}
     assert {c.config.mode for c in cells} == {"zo2", "mezo"}
+    assert {(c.config.model, c.config.batch) for c in thr.cells("large")} == {
+        (m, b) for m in ("opt-66b", "opt-175b") for b in (1, 8)}
     assert len(load(EXPERIMENTS / "smoke.toml").cells("cpu")) >= 1
+
+    scal = load(EXPERIMENTS / "gpu_scaling.toml")
+    assert set(scal.profiles) == {"gpu2", "gpu4", "large", "cpu"}
+    assert max(c.config.nproc_per_node for c in scal.cells("gpu2")) == 2
+    assert max(c.config.nproc_per_node for c in scal.cells("gpu4")) == 4
+    assert {c.config.nproc_per_node for c in scal.cells("cpu")} == {1, 2} and len(scal.cells("cpu")) <= 4
 
 
 def test_describe_experiments_lists_profiles_and_cell_counts(tmp_path):

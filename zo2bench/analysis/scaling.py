@@ -131,7 +131,9 @@ def _fit_all(models, pts, target, unit, machine, calibration=None) -> tuple[Fit,
 
 def analyse(results, machine: str) -> MachineAnalysis:
     notes: list[str] = []
-    rows = tuple(r for r in results.rows(machine=machine, status="ok") if on_gpu(r))
+    # one-GPU fits: a distributed cell's step is not one GPU's (analysis/gpu_scaling.py reads those)
+    rows = tuple(r for r in results.rows(machine=machine, status="ok")
+                 if on_gpu(r) and (r.get("config", "nproc_per_node") or 1) <= 1)
     memory = {}
     for view in VIEWS:
         for mode in MEMORY_MODES:

@@ -35,6 +35,11 @@ def bench_step(cfg: RunConfig, calibration_path: str | None = None, results_dir:
 
     record = run(cfg, on_step=progress, timing=True)
     print(file=sys.stderr)
+    return bench_record(record, calibration_path, results_dir)
+
+
+def bench_record(record: dict, calibration_path: str | None = None, results_dir: str = "results") -> dict:
+    """bench-step's record from a measured run's (one process's, or the ranks' merged on rank 0)."""
     cfg = RunConfig.from_dict(record["config"])  # as it ran: "auto" device and dtype resolved
     cal, cal_source = get_calibration(calibration_path, results_dir, record["fingerprint"], cfg.device)
     measured = [s for s in record["steps"] if not s["warmup"]]
@@ -49,7 +54,7 @@ def bench_step(cfg: RunConfig, calibration_path: str | None = None, results_dir:
     fl = floors(spec, cfg.batch, cfg.seq, cfg.mode, cfg.dtype, cal, resident_blocks=resident or 0,
                 device=device, writeback_every=cfg.writeback_every)
     streamed = spec.layers - (resident or 0) if cfg.mode == "zo2" else 0
-    return {
+    out = {
         "schema_version": SCHEMA_VERSION, "kind": "bench-step",
         "config": record["config"], "model": record["model"], "fingerprint": record["fingerprint"],
         "calibration": {"source": cal_source, "figures": cal.get("figures"), "fingerprint": cal.get("fingerprint")},
@@ -65,6 +70,15 @@ def bench_step(cfg: RunConfig, calibration_path: str | None = None, results_dir:
         "build_s": record["build"]["seconds"],
         "steps": record["steps"],
     }
+    d = record.get("distributed")
+    if d:  # the slowest rank's step times (merge() made "seconds" so), every rank's GPU and peaks
+        from zo2bench.bench.scaling_floors import dist_floors, multi_gpu_rates
+
+        df = dist_floors(spec, cfg.dtype, cfg.mode, d, compute_1gpu_s=fl.get("compute_s"),
+                         device=device)
+        out.update(distributed=d, rates=multi_gpu_rates(), distributed_floors=df,
+                   ratio_to_floor=step_s["median"] / df["floor_s"] if df.get("floor_s") else None)
+    return out
 
 
 def writeback(cfg: RunConfig, spec, cal: dict, lanes: dict, streamed: int) -> dict:
@@ -102,7 +116,8 @@ def table(b: dict) -> str:
                            f"moved per step)" if fl.get("transfer_s") is not None else "n/a"),
         ("compute floor", f"{ms(fl.get('compute_s'))} ({fl.get('flops', {}).get('total_flops', 0) / 1e12:.2f} TFLOP)"),
         ("step / floor", "n/a" if b["ratio_to_floor"] is None
-         else f"{b['ratio_to_floor']:.2f}x the {fl.get('binds')} floor"),
+         else f"{b['ratio_to_floor']:.2f}x the {(b.get('distributed_floors') or fl).get('binds')} floor"
+         + (" (distributed floor)" if b.get("distributed") else "")),
     ]
     if c["mode"] == "zo2" and fl["inputs"]["device"] == "cuda" and b.get("ratio_to_deferred_floor") is not None:
         k = fl["writeback_every"]
@@ -124,5 +139,19 @@ def table(b: dict) -> str:
          if c["mode"] in ZO_MODES else "n/a"),
         ("calibration", b["calibration"]["source"]),
     ]
+    d = b.get("distributed")
+    if d:
+        df = b["distributed_floors"]
+        rows.insert(1, ("distributed", f"{d['world_size']} ranks, {d['strategy']} ({d['backend']}); step time: "
+                                       "the slowest rank's; peaks: the largest rank's"))
+        rows += [(f"rank {r['rank']}", f"{r['device']} {r.get('gpu') or ''} peak allocated "
+                                       f"{mib((r['memory'].get('measured') or {}).get('torch_peak_allocated_bytes'))}")
+                 for r in d["ranks"]]
+        rows += [("distributed floor", "n/a" if df["floor_s"] is None else
+                  f"{ms(df['floor_s'])} ({df['binds']}): PCIe {ms(df['pcie_s'])} ({df['how']}), NVLink gather "
+                  f"{ms(df['gather_s'])}, compute {ms(df['compute_s'])}"),
+                 ("rates", f"host to device {df['h2d_total_gb_per_s'] or 'n/a'} GB/s total for "
+                           f"{d.get('ranks_per_host', d['world_size'])} GPUs, NVLink {df['nvlink_gb_per_s']} GB/s "
+                           f"({df['source']})")]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

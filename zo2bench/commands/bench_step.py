@@ -2,16 +2,28 @@
 
     zo2bench bench-step --model opt-1.3b-untied --mode zo2 --dtype fp16 --batch 1 --seq 2048 --out b.json
     zo2bench bench-step --model opt-tiny --device cpu --seq 64      # seconds on a CPU, calibration included
+    zo2bench bench-step --model opt-13b --dtype fp16 --batch 8 --seq 2048 --nproc-per-node 4   # 4 GPUs, one record
 
 The floors come from --calibration, else from this machine's stored calibration for the device, else
 from one measured now (sizes that fit the device) and stored under --results-dir for the next call.
-Every path is checked before anything runs.
+Every path, and the host memory the run will pin, is checked before anything runs. With --nproc-per-node N
+the ranks start through torch.distributed.run as for `zo2bench run` (docs/distributed.md); rank 0 writes one
+record: the slowest rank's step times, every rank's GPU and peaks, and the floors of that configuration
+from the measured multi-GPU rates (bench/scaling_floors.py).
 """
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from zo2bench.commands.run import add_run_options, config_from_args
+from zo2bench.commands.run import (
+    _Null,
+    add_distributed_options,
+    add_run_options,
+    config_from_args,
+    prepare_launch,
+    refuse_infeasible,
+)
 from zo2bench.config import RunConfig
 from zo2bench.errors import GPUOutOfMemory, NonFiniteLoss, UserError
 from zo2bench.paths import deliver, readable_file, usable_dir, writable_file
@@ -21,6 +33,7 @@ def register(sub) -> None:
     p = sub.add_parser("bench-step", help="time steps against the machine's transfer and compute floors",
                        description=__doc__.split("\n\n")[0])
     add_run_options(p, RunConfig(model="opt-1.3b-untied", warmup=3, steps=10))
+    add_distributed_options(p, RunConfig())
     p.add_argument("--calibration", metavar="FILE.json",
                    help="a calibration record to use (default: this machine's stored one, measured and stored "
                         "if there is none)")
@@ -39,12 +52,53 @@ def main(args) -> int:
     else:
         usable_dir(args.results_dir, "--results-dir")
     writable_file(args.out, "--out")
+    from zo2bench.distributed.parallel import World
+
+    cfg = config_from_args(args)
+    if World.launched():
+        return _main_rank(cfg, args)
+    if cfg.nproc_per_node > 1:
+        from zo2bench.distributed.launch import relaunch
+
+        prepare_launch(cfg, args.out, kind="bench-step")
+        extra = ["--results-dir", str(Path(args.results_dir).resolve())]
+        if args.calibration:
+            extra += ["--calibration", str(Path(args.calibration).resolve())]
+        return relaunch(cfg, args.out, command="bench-step", extra=tuple(extra))
     print("bench-step: importing torch and transformers (a few seconds, about 10 s on some machines)",
           file=sys.stderr, flush=True)
     from zo2bench.bench.step import bench_step, table
+    from zo2bench.devices import device_name, resolve_device
 
+    refuse_infeasible(cfg.replace(device=device_name(resolve_device(cfg.device))), args.out, kind="bench-step")
     try:
-        b = bench_step(config_from_args(args), args.calibration, args.results_dir)
+        b = bench_step(cfg, args.calibration, args.results_dir)
     except (GPUOutOfMemory, NonFiniteLoss) as e:
         raise UserError(str(e)) from None
+    return deliver(b, args.out, table(b))
+
+
+def _main_rank(cfg: RunConfig, args) -> int:
+    """One rank of a distributed bench-step: every rank measures its part, rank 0 writes the merged record."""
+    from zo2bench.bench.step import bench_record, table
+    from zo2bench.distributed.measure import run_rank
+    from zo2bench.distributed.parallel import World
+    from zo2bench.experiments.launch import die_with_parent
+
+    die_with_parent()  # started by relaunch(): ends with the process that started it
+    world = World.from_env()
+    lead = world.rank == 0
+    stream = sys.stderr if lead else _Null()
+
+    def progress(i, total, row):
+        print(f"bench-step[rank 0 of {world.size}]: step {i + 1}/{total} {row['seconds'] * 1e3:8.1f} ms",
+              file=stream, flush=True)
+
+    try:
+        record = run_rank(cfg, world, on_step=progress, timing=True)
+    except (GPUOutOfMemory, NonFiniteLoss) as e:
+        raise UserError(str(e)) from None
+    if not lead:
+        return 0
+    b = bench_record(record, args.calibration, args.results_dir)
     return deliver(b, args.out, table(b))

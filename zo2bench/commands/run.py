@@ -122,6 +122,7 @@ def main(args) -> int:
 
     cfg = config_from_args(args)
     dev = resolve_device(cfg.device)  # what "auto" means here, shown before the minutes it may take
+    refuse_infeasible(cfg.replace(device=device_name(dev)), args.out)
     progress.say(f"{cfg.model} mode={cfg.mode} dtype={resolve_dtype(cfg.dtype, dev)} batch={cfg.batch} "
                  f"seq={cfg.seq} device={device_name(dev)}: {cfg.warmup} warm-up and {cfg.steps} measured steps")
     try:
@@ -156,10 +157,27 @@ def summary(record: dict) -> str:
     return "\n".join(lines)
 
 
-def _launch(cfg: RunConfig, out: str | None) -> int:
-    """Everything that can be refused is refused here, before N processes start."""
+def refuse_infeasible(cfg: RunConfig, out: str | None, kind: str = "run", ranks_per_host: int | None = None,
+                      weight_shard: int | None = None) -> None:
+    """Host memory checked before anything is built or pinned (probes/hostmem.py); cfg's device resolved.
+    Where it cannot fit: a record with status "infeasible" and both figures to `out`, then one line, exit 2."""
+    from zo2bench.probes.hostmem import host_feasibility
+    from zo2bench.results import SCHEMA_VERSION
+
+    verdict = host_feasibility(cfg, ranks_per_host=ranks_per_host, weight_shard=weight_shard)
+    if verdict is None:
+        return
+    if out:
+        from zo2bench.paths import save_record
+
+        save_record({"schema_version": SCHEMA_VERSION, "kind": kind, "status": "infeasible",
+                     "reason": verdict["reason"], "config": cfg.as_dict(), "feasibility": verdict}, out)
+    raise UserError(f"infeasible: {verdict['reason']}")
+
+
+def prepare_launch(cfg: RunConfig, out: str | None, kind: str = "run"):
+    """Everything that can be refused is refused here, before N processes start; returns the degrees."""
     from zo2bench.config import check
-    from zo2bench.distributed.launch import relaunch
     from zo2bench.distributed.measure import resolve
     from zo2bench.distributed.parallel import World
 
@@ -170,8 +188,16 @@ def _launch(cfg: RunConfig, out: str | None) -> int:
     if cfg.seq > spec.positions:
         raise UserError(f"--seq {cfg.seq} is longer than {spec.name}'s {spec.positions} positions")
     n = cfg.nproc_per_node
-    dims, _ = resolve(cfg, World(0, n, 0, n))
-    print(f"run: starting {n} ranks ({dims.strategy}) through torch.distributed.run", file=sys.stderr, flush=True)
+    dims, device = resolve(cfg, World(0, n, 0, n))
+    refuse_infeasible(cfg.replace(device=device.split(":")[0]), out, kind, ranks_per_host=n, weight_shard=dims.weight)
+    print(f"{kind}: starting {n} ranks ({dims.strategy}) through torch.distributed.run", file=sys.stderr, flush=True)
+    return dims
+
+
+def _launch(cfg: RunConfig, out: str | None) -> int:
+    from zo2bench.distributed.launch import relaunch
+
+    prepare_launch(cfg, out)
     return relaunch(cfg, out)
 
 
@@ -179,7 +205,9 @@ def _main_rank(args) -> int:
     """One rank of a distributed run (torchrun's environment is set): rank 0 prints and delivers."""
     from zo2bench.distributed.measure import run_rank
     from zo2bench.distributed.parallel import World
+    from zo2bench.experiments.launch import die_with_parent
 
+    die_with_parent()  # started by relaunch(): ends with the process that started it
     world = World.from_env()
     cfg = config_from_args(args)
     if cfg.nproc_per_node not in (1, world.local_size):

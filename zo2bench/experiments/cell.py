@@ -72,6 +72,8 @@ def run_cell(payload: dict, emit) -> dict:
 
         return run_convergence_cell(payload, emit)
     cfg = RunConfig.from_dict(header["config"])
+    if cfg.nproc_per_node > 1:
+        return _launched_cell(header, cfg, emit)
     started, t0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.monotonic()
     status, reason, fields = "ok", None, {}
     probes, summary, torch_peaks, fp = None, None, {}, None
@@ -126,6 +128,34 @@ def run_cell(payload: dict, emit) -> dict:
     return results.sweep_row(
         header, status, reason, **fields, probes=summary, memory={"torch": torch_peaks, "views": views},
         fingerprint=fp, started_utc=started,
+        finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), wall_s=round(time.monotonic() - t0, 3))
+
+
+def _launched_cell(header: dict, cfg: RunConfig, emit) -> dict:
+    """A distributed cell: one launch of its ranks (dist_cell.py); the row holds rank 0's merged record."""
+    from zo2bench.experiments.dist_cell import launched_run
+
+    started, t0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.monotonic()
+    record, fields = None, {}
+    try:
+        status, reason, record = launched_run(cfg, emit)
+        if record is not None:
+            fields = measured_fields(record, cfg, header["cell"]["repeat"], header["repeats"])
+    except UserError as e:
+        status, reason = "error", str(e)
+    except Exception:
+        status, reason = "error", "".join(traceback.format_exc().splitlines(True)[-20:])
+    if record is None:
+        from zo2bench.probes.fingerprint import fingerprint
+
+        fp = fingerprint(None if cfg.device == "cpu" else "cuda:0")
+    else:
+        fp = record["fingerprint"]
+    probes = {"not_measured": {"all": "a distributed cell's ranks are separate processes; their allocator peaks "
+                                      "are in memory.torch (the largest rank's) and distributed.ranks"}}
+    return results.sweep_row(
+        header, status, reason, **fields, probes=probes,
+        memory={"torch": (record or {}).get("memory", {}), "views": None}, fingerprint=fp, started_utc=started,
         finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), wall_s=round(time.monotonic() - t0, 3))
 
 

@@ -105,6 +105,10 @@ def _cell_figures(row: dict) -> dict:
     for column, field in MEMORY_COLUMNS:
         value = _peak(views, field)
         out[column] = f"{value / MiB:,.1f}" if value is not None else NOT_MEASURED if measured else ""
+    if row.get("distributed") and views is None:  # the ranks' allocator peaks: the largest rank's
+        value = _peak((row.get("memory") or {}).get("torch"), "torch_peak_allocated_bytes")
+        if value is not None:
+            out[MEMORY_COLUMNS[0][0]] = f"{value / MiB:,.1f}"
     median = (row.get("step_time_s") or {}).get("median")
     tokens = row.get("tokens_per_s")
     out["step ms"] = f"{median * 1e3:,.1f}" if median else NOT_MEASURED if row.get("status") == "ok" else ""
@@ -121,6 +125,8 @@ def measured_table(rows: list[dict]):
         cell = row.get("cell") or {}
         head = {"mode": cell.get("mode"), "model": cell.get("model"), "dtype": cell.get("dtype"),
                 "batch": cell.get("batch"), "seq": cell.get("seq")}
+        if cell.get("parallel"):  # a gpu_scaling cell: its GPUs and strategy
+            head["parallel"] = cell["parallel"]
         if (row.get("repeats") or 1) > 1:
             head["repeat"] = cell.get("repeat")
         lines.append({**head, "status": row.get("status"), **_cell_figures(row)})

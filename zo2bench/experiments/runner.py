@@ -6,11 +6,13 @@
     summary = sweep(spec.load(path), profile=None, results_dir="results")
     summary["failed"]                                              # cells whose latest row is a failure
 
-A fresh process per cell (launch.py), so that a peak belongs to one cell and a crash or an out-of-memory
+A fresh process per cell (launch.py); a distributed cell (grid.parallel) is one launch of its ranks from that
+process (experiments/dist_cell.py), so that a peak belongs to one cell and a crash or an out-of-memory
 ends one cell, not the sweep; cells fork from a zygote that has done the imports, and when the zygote
 fails to start or dies, each cell starts in a new interpreter (said once; the zygote's stderr is kept in
 <rows file>.zygote.log). Before launching, a cell is `infeasible` when its weights cannot fit (exact bytes
-against psutil's host total or the GPU's total), and `skipped` when a smaller model of its group (same
+against psutil's host total or the GPU's total, then the host memory it will pin against what is free now,
+probes/hostmem.py) or it needs more GPUs than there are, and `skipped` when a smaller model of its group (same
 mode, dtype, batch, seq) ran out of GPU memory.
 
 Resuming: the latest row of each cell under results/<series>/<machine_id>/ stands, unless --force, unless
@@ -51,6 +53,7 @@ class Machine:
     host_total_bytes: int
     cuda_available: bool
     gpu_total_bytes: dict = field(default_factory=dict)  # device index -> torch total_memory
+    host_available_bytes: int | None = None  # None: read before each cell (probes/hostmem.py); tests set it
 
 
 def detect_machine() -> Machine:
@@ -66,11 +69,22 @@ def detect_machine() -> Machine:
     return Machine(machine_id(fp), fp, psutil.virtual_memory().total, cuda, gpus)
 
 
-def resolve_device(device: str, machine: Machine) -> str:
-    """The project's device rules (zo2bench.devices) on this machine: "cpu" or "cuda:N", as a row records it."""
+def resolve_device(device: str, machine: Machine, ranks: int = 1) -> str:
+    """The project's device rules (zo2bench.devices) on this machine: "cpu" or "cuda:N", as a row records it;
+    a distributed cell (ranks > 1) "cpu" or "cuda" (each rank takes the GPU of its local rank)."""
     from zo2bench.devices import device_string
 
-    return device_string(device, len(machine.gpu_total_bytes) or int(machine.cuda_available))
+    name = device_string(device, len(machine.gpu_total_bytes) or int(machine.cuda_available))
+    return name if ranks == 1 else name.split(":")[0]
+
+
+def _gpu_shortfall(cfg: RunConfig, machine: Machine) -> dict | None:
+    """A distributed cell on more GPUs than this machine has: infeasible here (one rank a GPU)."""
+    have = len(machine.gpu_total_bytes) or int(machine.cuda_available)
+    if cfg.nproc_per_node <= 1 or cfg.device == "cpu" or cfg.nproc_per_node <= have:
+        return None
+    return {"reason": f"{cfg.nproc_per_node} ranks, one a GPU, but this machine has {have} GPU(s)",
+            "need_gpus": cfg.nproc_per_node, "have_gpus": have, "where": "gpus"}
 
 
 def feasibility(cfg: RunConfig, n_params: int, machine: Machine) -> dict | None:
@@ -82,17 +96,34 @@ def feasibility(cfg: RunConfig, n_params: int, machine: Machine) -> dict | None:
     else:  # fo-sgd: no optimizer state
         per, what = 8, "fp32 master weights + grads (4+4 = 8 B/param)"
     device = cfg.device
+    if cfg.nproc_per_node > 1 and where_host(cfg):  # per host, counted by host_feasibility
+        return None
     if cfg.mode == "zo2" or device == "cpu":  # zo2 keeps every block in host memory; cpu runs hold all there
         where, limit, source = "host", machine.host_total_bytes, "psutil virtual_memory().total"
     else:
         where, source = device, "torch total_memory"
         limit = machine.gpu_total_bytes.get(int(device.split(":")[1]) if ":" in device else 0)
-    need = n_params * per
+    share = cfg.weight_shard if cfg.mode == "mezo" and cfg.weight_shard > 1 else 1  # resident shards, 1/W a GPU
+    need = n_params * per // share
     if limit is None or need <= limit:
         return None
-    reason = (f"{cfg.mode} keeps {what} in {where} memory: {n_params:,} params x {per} B = {need:,} B "
+    reason = (f"{cfg.mode} keeps {what} in {where} memory: {n_params:,} params x {per} B"
+              + (f" / {share} ranks" if share > 1 else "") + f" = {need:,} B "
               f"({need / GiB:.1f} GiB) > {limit:,} B ({limit / GiB:.1f} GiB) {where} total ({source})")
     return {"reason": reason, "need_bytes": need, "limit_bytes": limit, "where": where}
+
+
+def where_host(cfg: RunConfig) -> bool:
+    return cfg.mode == "zo2" or cfg.device == "cpu"
+
+
+def host_memory(cfg: RunConfig, machine: Machine) -> dict | None:
+    """The cell's host memory (probes/hostmem.py) against what is free now (or the machine's given figure)."""
+    from zo2bench.probes.hostmem import host_feasibility
+
+    given = machine.host_available_bytes
+    free = None if given is None else {"bytes": given, "source": "the sweep's machine description"}
+    return host_feasibility(cfg, available=free)
 
 
 # -- the sweep -----------------------------------------------------------------------------------
@@ -127,7 +158,7 @@ def sweep(experiment: Experiment, profile: str | None = None, results_dir: str |
     cells = experiment.cells(profile, only_models)
     for cell in cells:  # refuse a GPU profile on a machine without one before anything runs
         try:
-            resolve_device(cell.config.device, machine)
+            resolve_device(cell.config.device, machine, cell.config.nproc_per_node)
         except UserError as e:
             raise UserError(f"{experiment.file}: profile '{profile}' runs on {cell.config.device}, which this machine "
                             f"does not have ({e}); try --profile cpu") from None
@@ -250,7 +281,7 @@ def _cells(cells, stands, retry, oom_at, machine, out_file, progress, counts, dr
     retried = 0
     for i, cell in enumerate(cells, 1):
         run_id = uuid.uuid4().hex
-        cfg = cell.config.replace(device=resolve_device(cell.config.device, machine))
+        cfg = cell.config.replace(device=resolve_device(cell.config.device, machine, cell.config.nproc_per_node))
         header = _header(cell, cfg, machine, run_id, allow_dirty)
         if cell.key in stands:
             counts["recorded"] = counts.get("recorded", 0) + 1
@@ -259,7 +290,10 @@ def _cells(cells, stands, retry, oom_at, machine, out_file, progress, counts, dr
         before = retry.get(cell.key, {}).get("status")
         again = f"was {before}" if before else ""
         smaller = oom_at.get(cell.group)
-        infeasible = feasibility(cfg, cell.n_params, machine)
+        # convergence cells (settings) train the ladder's small shapes, which the catalog does not hold
+        measure_host = cell.settings is None and not (smaller and cell.n_params >= smaller[0])
+        infeasible = (_gpu_shortfall(cfg, machine) or feasibility(cfg, cell.n_params, machine)
+                      or (host_memory(cfg, machine) if measure_host else None))
         if smaller and cell.n_params >= smaller[0]:
             status, reason, fields = "skipped", (f"{smaller[1]} ({smaller[0]:,} params) ran out of GPU memory in the "
                                                  f"same mode, dtype, batch and seq; this model is not smaller"), {}
@@ -293,7 +327,7 @@ def _note_oom(oom_at: dict, group: tuple, n_params: int, model: str) -> None:
 
 def _group_of_row(row: dict) -> tuple:
     c = row.get("cell", {})
-    return (row.get("profile"), c.get("mode"), c.get("dtype"), c.get("batch"), c.get("seq"))
+    return (row.get("profile"), c.get("mode"), c.get("dtype"), c.get("batch"), c.get("seq"), c.get("parallel"))
 
 
 class _Launcher:

@@ -26,10 +26,17 @@ A file (every section optional except what the merged profile needs: all five gr
     batches = [1]
     seqs = [2048]
 
+    # parallel = ["single", "pert2+shard2", "dp2"]   # optional: GPUs and strategy of each cell (below)
+
     [profiles.gpu]                 # empty: the top level as declared
     [profiles.cpu]                 # a variant of the top level: overrides key by key (torchtitan)
     base.device = "cpu"
     grid.models = ["opt-tiny"]
+
+`grid.parallel` (optional) runs each cell as one distributed launch: "single" (one process), or a strategy
+as the records name it (distributed/parallel.py): "pert2", "dp2", "dp2xpert2" with "+shardW" where a
+weight group of W ranks splits the blocks (no "+shard": --weight-shard 1). The GPUs are dp x pert; the
+value joins the cell's key as ":parallel=<value>" (parallel_fields() turns it into RunConfig fields).
 
 `kind = "convergence"` makes a convergence series instead (fine-tuning runs to a target, with a
 [convergence] section): zo2bench/convergence/plan.py checks that section and expands its cells, and the
@@ -49,7 +56,9 @@ from zo2bench.errors import UserError
 
 # Grid axis in the file -> RunConfig field it sets.
 GRID_AXES = {"models": "model", "modes": "mode", "dtypes": "dtype", "batches": "batch", "seqs": "seq"}
+OPTIONAL_AXES = ("parallel",)  # grid axes a file may leave out (one value then: a one-process run)
 STEP_KEYS = {"warmup": 0, "measured": None, "repeats": 1}  # default (None: required)
+_STRATEGY = re.compile(r"^(?:single|dp(\d+)(?:xpert(\d+))?|pert()(\d+))(?:\+shard(\d+))?$")
 DEFAULT_CELL_TIMEOUT_S = 3600.0
 # RunConfig fields a [base] may set: the rest are grid axes or steps, each with its own section.
 BASE_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)
@@ -91,7 +100,7 @@ class Cell:
     def group(self) -> tuple:
         """Cells differing only in the model: after an out-of-memory, larger models of a group are not tried."""
         c = self.config
-        return (self.profile, c.mode, c.dtype, c.batch, c.seq)
+        return (self.profile, c.mode, c.dtype, c.batch, c.seq, dict(self.extra).get("parallel"))
 
     def axes(self) -> dict:
         c = self.config
@@ -141,19 +150,44 @@ class Experiment:
         models = sorted(models, key=lambda m: sizes[m])  # smaller first, so an OOM can spare the larger ones
         base = RunConfig(**layer["base"]).replace(steps=steps["measured"], warmup=steps["warmup"])
         out = []
-        for mode in grid["modes"]:
-            for dtype in grid["dtypes"]:
-                for batch in grid["batches"]:
-                    for seq in grid["seqs"]:
-                        for model in models:
-                            cfg = base.replace(model=model, mode=mode, dtype=dtype, batch=batch, seq=seq)
-                            try:  # the run's own rules (eps > 0, a budget for zo2 only, ...), before any cell runs
-                                check(cfg)
-                            except UserError as e:
-                                raise UserError(f"{self.file}: profile '{profile}': {e}") from None
-                            out += [Cell(self.name, profile, cfg, r, steps["repeats"], sizes[model],
-                                         float(layer["cell_timeout_s"])) for r in range(steps["repeats"])]
+        for par in grid.get("parallel", [None]):
+            for mode in grid["modes"]:
+                for dtype in grid["dtypes"]:
+                    for batch in grid["batches"]:
+                        for seq in grid["seqs"]:
+                            for model in models:
+                                cfg = base.replace(model=model, mode=mode, dtype=dtype, batch=batch, seq=seq,
+                                                   **(parallel_fields(par) if par else {}))
+                                try:  # the run's own rules (eps > 0, a budget for zo2 only, ...), before any runs
+                                    check(cfg)
+                                    if cfg.nproc_per_node > 1:  # the degrees against the batch and the mode
+                                        from zo2bench.distributed.parallel import ParallelDims
+
+                                        ParallelDims.resolve(cfg, cfg.nproc_per_node, cfg.nproc_per_node)
+                                except UserError as e:
+                                    raise UserError(f"{self.file}: profile '{profile}': "
+                                                    + (f"parallel {par}: " if par else "") + str(e)) from None
+                                extra = (("parallel", par),) if par else ()
+                                out += [Cell(self.name, profile, cfg, r, steps["repeats"], sizes[model],
+                                             float(layer["cell_timeout_s"]), extra=extra)
+                                        for r in range(steps["repeats"])]
         return out
+
+
+def parallel_fields(value: str) -> dict:
+    """A grid.parallel value as RunConfig fields: "dp2xpert2+shard4" -> nproc_per_node 4, dp 2, pert 2,
+    weight_shard 4; "pert2" -> weight_shard 1 (no sharding, as the name says); "single" -> one process."""
+    m = _STRATEGY.match(value) if isinstance(value, str) else None
+    if not m:
+        raise UserError(f"grid.parallel: {value!r} is not a strategy; expected 'single', or dpN, pertN or "
+                        "dpNxpertN, each optionally with +shardW")
+    dp, pert, _, pert_alone, shard = m.groups()
+    dp, pert, shard = int(dp or 1), int(pert or pert_alone or 1), int(shard or 1)
+    if value == "single":
+        return {}
+    if dp * pert < 2:
+        raise UserError(f"grid.parallel: {value!r} is one rank; write 'single'")
+    return {"nproc_per_node": dp * pert, "dp": dp, "pert": pert, "weight_shard": shard}
 
 
 # -- reading and checking ------------------------------------------------------------------------
@@ -289,7 +323,7 @@ def _check_layer(layer: dict, file: str, prefix: str, kind: str = "run") -> dict
         least = 0 if k == "warmup" else 1
         _expect(_is_int(v) and v >= least, file, f"{prefix}steps.{k}", v, f"an integer >= {least}")
 
-    _check_keys(grid, GRID_AXES, file, f"{prefix}grid.")
+    _check_keys(grid, (*GRID_AXES, *OPTIONAL_AXES), file, f"{prefix}grid.")
     for k, v in grid.items():
         key = f"{prefix}grid.{k}"
         if k in ("batches", "seqs"):
@@ -298,6 +332,8 @@ def _check_layer(layer: dict, file: str, prefix: str, kind: str = "run") -> dict
             what, ok = f"modes among {', '.join(MODES)}", lambda x: x in MODES
         elif k == "dtypes":
             what, ok = f"dtypes among {', '.join(DTYPES)}", lambda x: x in DTYPES
+        elif k == "parallel":
+            what, ok = "strategies: 'single', or dpN, pertN, dpNxpertN, each with an optional +shardW", _is_strategy
         else:
             what, ok = "model names (catalog names, local directories or cached Hugging Face ids)", \
                 lambda x: isinstance(x, str) and x
@@ -308,6 +344,14 @@ def _check_layer(layer: dict, file: str, prefix: str, kind: str = "run") -> dict
                 _model_spec(x, file, f"{key}[{i}]", kind)  # unknown names are refused here, where they are written
         _expect(len(set(v)) == len(v), file, key, v, "a list without repeated values")
     return {"base": dict(base), "steps": dict(steps), "grid": dict(grid), **out}
+
+
+def _is_strategy(value) -> bool:
+    try:
+        parallel_fields(value)
+    except UserError:
+        return False
+    return True
 
 
 _SPECS: dict = {}

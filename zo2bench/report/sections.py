@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from zo2bench.analysis.models import VIEWS
 from zo2bench.analysis.scaling import PLAN_VIEW
-from zo2bench.report import claims_section, figures, figures_time, tables
+from zo2bench.report import claims_section, figures, figures_time, scaling_section, tables
 from zo2bench.report import fit_tables as ft
 
 
@@ -53,6 +53,7 @@ def index_blocks(results, analyses, docs, figs) -> list:
         if a.notes:
             out.append(_b("list", "Notes from the analysis:", items=a.notes))
         out.extend(claims_section.blocks(results, a, docs))
+    out.extend(scaling_section.blocks(results))
     out.extend(claims_section.general_blocks(docs))
     return out
 
@@ -64,7 +65,8 @@ def series_blocks(series, results, analyses, docs, figs) -> list:
             continue
         out.append(_b("heading", f"{series} on {m}", level=2))
         out.append(_b("text", _rows_note(a, results, series)))
-        build = {"memory_scaling": _memory, "throughput_scaling": _throughput}.get(series, _generic)
+        build = {"memory_scaling": _memory, "throughput_scaling": _throughput,
+                 "gpu_scaling": lambda *args, m=m: _gpu_scaling(results, m, *args)}.get(series, _generic)
         out.extend(build(series, a, docs, _Sub(figs, m)))
     return out
 
@@ -149,6 +151,13 @@ def _throughput(series, a, docs, fig) -> list:
 def _it_as_tokens(docs) -> list:
     """Document 000's it/s as tokens/s at its T 2048, batch 1 (the setting the claims assume)."""
     return [(n, v * 2048, label, mode) for n, v, label, mode in docs.points("it_per_s")]
+
+
+def _gpu_scaling(results, machine, series, a, docs, fig) -> list:
+    t = scaling_section.scaling_table(results, machine)
+    head = [_b("table", table=t)] if t is not None else [_b("text", "Speed-up against GPU count: "
+                                                                   f"{scaling_section.NOT_MEASURED} (no ok cell).")]
+    return head + _generic(series, a, docs, fig)
 
 
 def _generic(series, a, docs, fig) -> list:
