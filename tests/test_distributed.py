@@ -147,6 +147,7 @@ def test_default_degrees_from_the_world_size():
     (dict(world=4, weight_shard=3), "--weight-shard 3 must divide the 4 ranks"),
     (dict(world=2, weight_shard=2, gpu_budget_gib=4.0), "choose one"),
     (dict(world=2, device="cuda:1"), "each rank of a distributed run takes the GPU"),
+    (dict(world=2, weight_shard=2, writeback_every=4), "--writeback-every 4 is not built for sharded weights"),
 ])
 def test_degrees_that_cannot_work_are_refused(kw, says):
     with pytest.raises(UserError, match=None) as e:

@@ -93,6 +93,9 @@ class ParallelDims:
         if self.weight > 1 and cfg.gpu_budget_gib is not None:
             raise UserError("--gpu-budget and --weight-shard both decide which blocks stay on the GPU; "
                             "choose one")
+        if self.weight > 1 and cfg.writeback_every > 1:  # shard.py writes its slices back every step
+            raise UserError(f"--writeback-every {cfg.writeback_every} is not built for sharded weights "
+                            f"(--weight-shard {self.weight}); use --weight-shard 1, or --writeback-every 1")
         if self.world > 1 and ":" in cfg.device:
             raise UserError(f"--device {cfg.device}: each rank of a distributed run takes the GPU of its "
                             "local rank; use --device cuda, auto or cpu")
