@@ -15,9 +15,9 @@ Sentiment follows a rule with negation: a review has one sentiment clause, "the 
 among neutral clauses; its adjective counts +1 or -1 (the label words "great" and "terrible" among them,
 for a tenth of the sentiment clauses), "very" doubles it and "not"/"never" flip it; the label is the sign.
 Adjectives before nouns and in the neutral clauses carry no sentiment. The pretraining corpus mixes four
-kinds of documents: reviews (40%; three quarters of them followed by "in short : good/bad ." or "overall it
-was great/terrible ."), fact passages (25%; 60% followed by questions in a template other than the QA
-task's), word lists (20%; 60% followed by "backwards :" and the list reversed) and plain stories (15%). A
+kinds of documents: reviews (50%; nine in ten of them followed by "in short : good/bad ." or "overall it
+was great/terrible ."), fact passages (20%; 60% followed by questions in a template other than the QA
+task's), word lists (18%; 60% followed by "backwards :" and the list reversed) and plain stories (12%). A
 pretrained model thus knows the words, the polarities, reading a fact back and reversing a list, each in a
 wording close to, but not the same as, the fine-tuning prompts' (as OPT has read reviews, but not MeZO's
 "It was great/terrible" template).
@@ -42,6 +42,12 @@ FUNCTION_WORDS = (
 PUNCTUATION = (".", ",", "?", ":", ";", "!")
 NEGATIONS = ("not", "never")
 LABEL_ADJECTIVES = {"positive": "great", "negative": "terrible"}   # the classification task's label words
+# The corpus's share of review documents, and of reviews followed by a summary (the sentiment rule's only
+# supervision in pretraining). At 40% and 75%, ladder-64x2 and 128x4 still predicted one label for every
+# review after 1,171 steps of 16 x 64 tokens (CPU, issue 11); see corpus_document for the rest of the mix.
+REVIEW_SHARE = 0.5
+SUMMARY_SHARE = 0.9
+GLOSSARY_SHARE = 0.1
 CLASSES = ("names", "nouns", "verbs", "adverbs", "positive", "negative", "neutral", "attributes", "values")
 
 
@@ -148,7 +154,8 @@ def _noun_phrase(rng: Rng, lex: Lexicon) -> list[str]:
 def clause(rng: Rng, lex: Lexicon, sentiment: bool | None = None) -> tuple[list[str], int]:
     """One clause and its sentiment. With sentiment=True: "the X is|was [not|never] [very] ADJ" with a
     sentiment adjective (+1 or -1, x2 after "very", flipped after a negation); False: a neutral clause
-    ("the X VERB the Y [ADVERB]" or a neutral predicate), 0; None: either (stories)."""
+    ("the X VERB the Y [ADVERB]" or a neutral predicate "the X is [very] ADJ", never negated), 0; None:
+    either (stories)."""
     subject = _noun_phrase(rng, lex)
     if sentiment is None:
         sentiment = rng.chance(0.5)
@@ -158,7 +165,9 @@ def clause(rng: Rng, lex: Lexicon, sentiment: bool | None = None) -> tuple[list[
             words.append(rng.choice(lex.words["adverbs"]))
         return subject + words, 0
     words, sign, weight = ["is" if rng.chance(0.7) else "was"], 1, 1
-    if rng.chance(0.35):
+    # negation only in sentiment clauses: a "not" in a neutral clause beside the sentiment one made the rule a
+    # binding problem (which clause does "not" belong to?) that no ladder model pretrained within budget learned
+    if sentiment and rng.chance(0.35):
         words.append(rng.choice(NEGATIONS))
         sign = -1
     if rng.chance(0.3):
@@ -216,26 +225,41 @@ def story(rng: Rng, lex: Lexicon) -> str:
     return " ".join(out)
 
 
+def glossary(rng: Rng, lex: Lexicon) -> str:
+    """"overall : fesodi good ; not vusa good ; very kamo bad ." - sentiment adjectives with their polarity
+    word, negated a third of the time: the words' polarities and negation, each next to its evidence."""
+    items = []
+    for _ in range(rng.between(3, 6)):
+        adj = rng.choice(lex.words[rng.choice(("positive", "negative"))])
+        neg = rng.chance(1 / 3)
+        pol = lex.polarity[adj] * (-1 if neg else 1)
+        items.append(f"{rng.choice(NEGATIONS) + ' ' if neg else ''}{adj} {'good' if pol > 0 else 'bad'}")
+    return "overall : " + " ; ".join(items) + " ."
+
+
 def corpus_document(rng: Rng, lex: Lexicon) -> str:
     """One pretraining document (see the module docstring for the mixture)."""
     u = rng.random()
-    if u < 0.4:
+    if u < GLOSSARY_SHARE:
+        return glossary(rng, lex)
+    u = (u - GLOSSARY_SHARE) / (1 - GLOSSARY_SHARE)   # the rest of the mix as before, in proportion
+    if u < REVIEW_SHARE:
         parts = []
         for _ in range(rng.between(1, 3)):
             text, pol = review(rng, lex)
-            if rng.chance(0.75):
+            if rng.chance(SUMMARY_SHARE):
                 text += (f" in short : {'good' if pol > 0 else 'bad'} ." if rng.chance(0.5)
                          else f" overall it was {'great' if pol > 0 else 'terrible'} .")
             parts.append(text)
         return " ".join(parts)
-    if u < 0.65:
+    if u < REVIEW_SHARE + 0.2:
         facts = fact_passage(rng, lex, rng.between(3, 6))
         text = fact_text(facts)
         if rng.chance(0.6):
             for name, attr, value in rng.sample(facts, rng.between(1, 2)):
                 text += f" {attr} of {name} ? {value} ."
         return text
-    if u < 0.85:
+    if u < REVIEW_SHARE + 0.38:
         words = word_list(rng, lex)
         text = "list : " + " ".join(words) + " ."
         if rng.chance(0.6):

@@ -26,7 +26,7 @@ from zo2bench.tasks.cache import build_once, cache_root, digest
 from zo2bench.tasks.examples import TASKS, Example, read_jsonl, write_jsonl
 from zo2bench.tasks.tokenizer import TextTokenizer, build_tokenizer, load_tokenizer
 
-GENERATOR_VERSION = 1    # bump when the generated data change for the same recipe: a new cache entry
+GENERATOR_VERSION = 2    # bump when the generated data change for the same recipe: a new cache entry
 LABEL_WORDS = (" terrible", " great")   # MeZO's SST-2 words; index = label
 
 
