@@ -29,7 +29,7 @@ import torch
 
 from zo2bench.convergence import ladder
 from zo2bench.tasks.cache import build_once, cache_root, digest, file_sha256
-from zo2bench.tasks.synthetic import SyntheticData, corpus_tokens
+from zo2bench.tasks.synthetic import SyntheticData, corpus_array
 
 PRETRAIN_VERSION = 1
 HELDOUT_SEQUENCES = 64
@@ -111,10 +111,10 @@ def _pretrain(out: Path, name: str, recipe: PretrainRecipe, data: SyntheticData,
     spec = ladder.get(name)
     steps = recipe.steps()
     t0 = time.perf_counter()
-    stream = corpus_tokens(data.recipe, data.tokenizer, steps * recipe.batch * recipe.seq)
-    seqs = torch.tensor(stream, dtype=torch.long).view(-1, recipe.seq)
-    held = torch.tensor(corpus_tokens(data.recipe, data.tokenizer, HELDOUT_SEQUENCES * recipe.seq, "heldout"),
-                        dtype=torch.long).view(-1, recipe.seq)
+    stream = corpus_array(data, steps * recipe.batch * recipe.seq)
+    seqs = torch.from_numpy(stream.astype("int64")).view(-1, recipe.seq)
+    held = torch.from_numpy(corpus_array(data, HELDOUT_SEQUENCES * recipe.seq, "heldout").astype("int64")).view(
+        -1, recipe.seq)
     corpus_s = time.perf_counter() - t0
 
     was_deterministic = torch.are_deterministic_algorithms_enabled()

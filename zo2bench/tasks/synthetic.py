@@ -116,6 +116,20 @@ def corpus_tokens(recipe: DataRecipe, tokenizer: TextTokenizer, n_tokens: int, s
     return out[:n_tokens]
 
 
+def corpus_array(data: SyntheticData, n_tokens: int, stream: str = "pretrain"):
+    """corpus_tokens() of `data` as a uint16 numpy array, cached beside the data (corpus/<stream>-<n>/): every
+    ladder size pretrains on the same stream, and generating 16 M tokens takes about 50 s of one core, which a
+    GPU call that pretrains several sizes would otherwise spend again for each."""
+    import numpy as np
+
+    def make(tmp: Path) -> None:
+        np.save(tmp / "tokens.npy", np.asarray(corpus_tokens(data.recipe, data.tokenizer, n_tokens, stream),
+                                               dtype=np.uint16))
+
+    path, _ = build_once(data.path / "corpus" / f"{stream}-{n_tokens}", make)
+    return np.load(path / "tokens.npy")
+
+
 class SyntheticData:
     def __init__(self, path: Path, recipe: DataRecipe):
         self.path, self.recipe = Path(path), recipe
