@@ -24,7 +24,7 @@ def model_dir(tmp_path_factory):
 
 def _sst2(path, examples):
     """The synthetic reviews in the layout datasets' Dataset.to_json writes for glue/sst2."""
-    path.write_text("".join(json.dumps({"sentence": e.prompt.removesuffix(" it was"), "label": e.label, "idx": i})
+    path.write_text("".join(json.dumps({"sentence": e.prompt.removesuffix(" answer :"), "label": e.label, "idx": i})
                             + "\n" for i, e in enumerate(examples)))
 
 
@@ -58,7 +58,8 @@ format = "sst2"
 train = "sst2/train.jsonl"
 dev = "sst2/dev.jsonl"
 test = "sst2/test.jsonl"
-prompt = "{sentence} it was"
+prompt = "{sentence} answer :"
+label_words = [" bad", " good"]
 '''
 
 

@@ -20,7 +20,8 @@ and one more section:
     target_fraction = 0.9            # the target: this fraction of the reference mode's dev metric
     target_reference = "fo-adamw"    #   on the same model, task and k (analysis/convergence.py)
     [convergence.modes.zo2]          # one table per mode of the grid: its learning-rate grid (required),
-    lrs = [1e-4, 1e-3]               #   its eps grid (zo2, mezo; default [1e-3]), its steps and eval_every
+    lrs = [1e-4, 1e-3]               #   its eps grid (zo2, mezo; default [1e-3]), its steps, eval_every and
+                                     #   repeats (seeds 0..repeats-1; e.g. mezo only where zo2's curve needs it)
     eps = [1e-3]
     [convergence.pretrain]           # convergence.pretrain.PretrainRecipe fields
     [convergence.data]               # tasks.synthetic.DataRecipe fields (language = {...LanguageRecipe})
@@ -43,7 +44,7 @@ from zo2bench.errors import UserError
 
 DEFAULTS = {"tasks": ["classification"], "shots": [16], "eval_every": 50, "dev_examples": 256,
             "test_examples": 1000, "eval_batch": 64, "target_fraction": 0.9, "target_reference": "fo-adamw"}
-MODE_KEYS = ("lrs", "eps", "steps", "eval_every")
+MODE_KEYS = ("lrs", "eps", "steps", "eval_every", "repeats")
 DEFAULT_EPS = [1e-3]
 
 
@@ -155,7 +156,8 @@ def check(layer: dict, file: str, profile: str) -> dict:
             out["eps"] = _positive_list(file, f"modes.{mode}.eps", t.get("eps", DEFAULT_EPS))
         elif "eps" in t:
             _fail(file, f"modes.{mode}.eps", t["eps"], "no eps: backprop takes none")
-        for k, default in (("steps", steps["measured"]), ("eval_every", s["eval_every"])):
+        for k, default in (("steps", steps["measured"]), ("eval_every", s["eval_every"]),
+                           ("repeats", steps["repeats"])):
             v = t.get(k, default)
             _expect(_int(v) and v >= 1, file, f"modes.{mode}.{k}", v, "an integer >= 1")
             out[k] = v
@@ -204,7 +206,7 @@ def cells(experiment, profile: str, models: list[str], *, make_cell) -> list:
     `make_cell` is experiments.spec.Cell, passed in so that this package (below the sweep) never imports
     the experiments package back."""
     layer = experiment.profiles[profile]
-    grid, steps, s = layer["grid"], layer["steps"], layer["convergence"]
+    grid, s = layer["grid"], layer["convergence"]
     sizes = {m: n_params(m) for m in models}
     models = sorted(models, key=sizes.__getitem__)
     modes = sorted(grid["modes"], key=lambda m: m != s["target_reference"])
@@ -219,9 +221,9 @@ def cells(experiment, profile: str, models: list[str], *, make_cell) -> list:
             extra = (("task", task), ("k", k), ("lr", lr)) + ((("eps", eps),) if eps is not None else ())
             settings = {**shared, "task": task, "shots": k, "eval_every": m["eval_every"],
                         "lr_grid": m["lrs"], "eps_grid": m.get("eps")}
-            for r in range(steps["repeats"]):
+            for r in range(m["repeats"]):
                 cfg = base.replace(model=model, mode=mode, dtype=dtype, batch=batch, seq=seq, steps=m["steps"],
                                    warmup=0, lr=lr, eps=eps if eps is not None else base.eps, seed=base.seed + r)
-                out.append(make_cell(experiment.name, profile, cfg, r, steps["repeats"], sizes[model],
+                out.append(make_cell(experiment.name, profile, cfg, r, m["repeats"], sizes[model],
                                 float(layer["cell_timeout_s"]), extra=extra, settings=settings))
     return out

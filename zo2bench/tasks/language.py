@@ -14,10 +14,11 @@ prompts read like MeZO's ("... It was great").
 Sentiment follows a rule with negation: a review has one sentiment clause, "the X is [not] [very] ADJ",
 among neutral clauses; its adjective counts +1 or -1 (the label words "great" and "terrible" among them,
 for a tenth of the sentiment clauses), "very" doubles it and "not"/"never" flip it; the label is the sign.
-Adjectives before nouns and in the neutral clauses carry no sentiment. The pretraining corpus mixes four
-kinds of documents: reviews (50%; nine in ten of them followed by "in short : good/bad ." or "overall it
-was great/terrible ."), fact passages (20%; 60% followed by questions in a template other than the QA
-task's), word lists (18%; 60% followed by "backwards :" and the list reversed) and plain stories (12%). A
+Adjectives before nouns and in the neutral clauses carry no sentiment, and only the sentiment clause is
+ever negated. The pretraining corpus mixes five kinds of documents: glossaries (20%; "overall : fesodi good
+; not vusa good ."), reviews (40%; nine in ten followed by "in short : good/bad ." or "overall it was
+great/terrible ."), fact passages (16%; 60% followed by questions in a template other than the QA task's),
+word lists (14%; 60% followed by "backwards :" and the list reversed) and plain stories (10%). A
 pretrained model thus knows the words, the polarities, reading a fact back and reversing a list, each in a
 wording close to, but not the same as, the fine-tuning prompts' (as OPT has read reviews, but not MeZO's
 "It was great/terrible" template).
@@ -42,12 +43,14 @@ FUNCTION_WORDS = (
 PUNCTUATION = (".", ",", "?", ":", ";", "!")
 NEGATIONS = ("not", "never")
 LABEL_ADJECTIVES = {"positive": "great", "negative": "terrible"}   # the classification task's label words
-# The corpus's share of review documents, and of reviews followed by a summary (the sentiment rule's only
-# supervision in pretraining). At 40% and 75%, ladder-64x2 and 128x4 still predicted one label for every
-# review after 1,171 steps of 16 x 64 tokens (CPU, issue 11); see corpus_document for the rest of the mix.
-REVIEW_SHARE = 0.5
-SUMMARY_SHARE = 0.9
-GLOSSARY_SHARE = 0.1
+# The corpus's mix (corpus_document). Reviews followed by a summary are the sentiment rule's supervision in
+# pretraining; glossaries put each adjective's polarity, and negation, next to their evidence. Without
+# glossaries (reviews 40%, summaries 75%) ladder-64x2 and 128x4 still gave every review one label after
+# 1,171 steps of 16 x 64 tokens; with a fifth of glossaries ladder-64x2 had the glossary rule, negation
+# included, after 549 steps of 32 x 128 tokens at lr 6e-3 (CPU measurements, issue 11).
+GLOSSARY_SHARE = 0.2    # of all documents
+REVIEW_SHARE = 0.5      # of the documents that are not glossaries
+SUMMARY_SHARE = 0.9     # of the reviews
 CLASSES = ("names", "nouns", "verbs", "adverbs", "positive", "negative", "neutral", "attributes", "values")
 
 
