@@ -20,10 +20,11 @@ timeout -s INT "$budget" python3 -m zo2bench sweep experiments/convergence_scali
 rc=$?
 tar czf "$OUT/convergence.tgz" results/convergence_scaling 2>/dev/null || echo "no rows to pack"
 echo "== sweep exit $rc after $(( $(date +%s) - start )) s (124 or 130: stopped at the deadline; rerun to resume)"
-# the pretraining lines and the sweep's last lines (its table when it finished, else where it stopped)
+# each size's last pretraining line, the sweep's last cells and its closing lines, and where it stopped
 tr '\r' '\n' < "$log" | grep -oE "pretraining ladder-[0-9x]+: step [0-9]+/[0-9]+, loss [0-9.]+" \
   | awk '{split($4, a, "/"); if (a[1] == a[2]) print}' | sort -u
-tr '\r' '\n' < "$log" | grep -v '^\s*$' | tail -12
+tr '\r' '\n' < "$log" | grep -v '^\s*$' | grep -v '^\[' | tail -8 | cut -c1-200
+tr '\r' '\n' < "$log" | grep '^\[' | tail -1 | cut -c1-200
 python3 - <<'PY' 2>/dev/null
 import json, pathlib
 rows = {}
