@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The convergence series (issue 11) on the GPU machine (device tool), joined across calls by the sweep's
 # resumption: commit the rows each call brings back before the next, so that the next call skips them.
-#   ZO2BENCH_GIT_COMMIT=$(git rev-parse HEAD) bash tools/device_convergence.sh SECONDS PROFILE
+#   ZO2BENCH_GIT_COMMIT=<the caller's HEAD, 40 hex digits> bash tools/device_convergence.sh SECONDS PROFILE
+# The commit must be written out by the caller (a `$(git rev-parse HEAD)` in the command would run on the
+# device, whose .git, if any, is stale) and the tree must be that commit, clean: the rows say so.
 # The machine is bare every call: the ladder's pretrained models are rebuilt (into $ZO2BENCH_CACHE, on the
 # machine's disk) by the first cell of each size that this call runs. The sweep is interrupted 30 s before
 # SECONDS (a cell cut off leaves no row and runs again next time), its rows are packed into
@@ -10,6 +12,9 @@ set -uo pipefail
 export PYTHONPATH=. PYTHONUNBUFFERED=1 ZO2BENCH_GIT_DIRTY=${ZO2BENCH_GIT_DIRTY:-0}
 export ZO2BENCH_CACHE=${ZO2BENCH_CACHE:-/tmp/zo2bench-cache}
 [ $# -eq 2 ] || { echo "usage: $0 SECONDS PROFILE" >&2; exit 2; }
+[[ "${ZO2BENCH_GIT_COMMIT:-}" =~ ^[0-9a-f]{40}$ ]] || {
+  echo "$0: set ZO2BENCH_GIT_COMMIT to the caller's commit (40 hex digits): the rows must name their code" >&2; exit 2; }
+echo "rows will name commit $ZO2BENCH_GIT_COMMIT (dirty=$ZO2BENCH_GIT_DIRTY)"
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 start=$(date +%s); budget=$(( $1 - 30 )); profile=$2
 [ "$budget" -gt 0 ] || { echo "SECONDS must exceed 30" >&2; exit 2; }
