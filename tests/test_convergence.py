@@ -135,15 +135,20 @@ def test_the_series_file_and_its_profiles():
     assert exp.kind == "convergence" and set(exp.profiles) >= {"gpu", "gpu-mini", "cpu"}
     cpu, gpu = exp.profiles["cpu"], exp.profiles["gpu"]
     assert cpu["grid"]["models"] == list(ladder.LADDER)[:2] and cpu["convergence"]["tasks"] == ["classification"]
-    assert gpu["grid"]["models"] == list(ladder.LADDER) and len(gpu["convergence"]["tasks"]) == 3
+    assert gpu["grid"]["models"] == list(ladder.LADDER) and gpu["convergence"]["tasks"] == ["classification"]
+    assert set(exp.profiles["gpu-qa"]["convergence"]["tasks"]) == {"qa", "generation"}
     assert set(gpu["grid"]["modes"]) == {"zo2", "mezo", "fo-sgd", "fo-adamw"}
     for p in exp.profiles:
         cells = exp.cells(p)
         assert len({c.key for c in cells}) == len(cells)
         assert cells[0].config.mode == "fo-adamw"  # the target's reference first
         assert {c.config.seed for c in cells} == set(range(exp.profiles[p]["steps"]["repeats"]))
+        if "mezo" in exp.profiles[p]["grid"]["modes"]:  # one seed (its own repeats) where zo2 has two
+            mezo = {c.config.seed for c in cells if c.config.mode == "mezo"}
+            assert mezo == {0} and mezo < {c.config.seed for c in cells if c.config.mode == "zo2"}
     mini = exp.cells("gpu-mini")
     assert {c.config.model for c in mini} == set(list(ladder.LADDER)[:3]) and len(mini) <= 40
+    assert len(exp.cells("gpu")) == 60 and len(exp.cells("gpu-qa")) == 24
 
 
 HEAD = '''kind = "convergence"
@@ -187,6 +192,7 @@ test = 24
     (HEAD + MODES + "[convergence]\ntask = ['qa']\n", "convergence.task: .*one of the keys"),
     (HEAD + "[convergence.modes.zo2]\nlrs = [1e-4]\n", r"convergence.modes.mezo: .*lrs"),
     (HEAD + MODES.replace("steps = 4", "eps = [1e-3]"), "no eps: backprop takes none"),
+    (HEAD + MODES.replace("steps = 4", "repeats = 0"), r"modes.fo-adamw.repeats: got 0; expected an integer >= 1"),
     (HEAD + MODES + "[convergence]\ntasks = ['translation']\n", "convergence.tasks"),
     (HEAD + MODES + "[convergence]\nshots = [2000]\n", "at most 1024 per class"),
     (HEAD + MODES + "[convergence.pretrain]\ntokenz = 5\n", "convergence.pretrain.tokenz"),

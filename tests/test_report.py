@@ -99,7 +99,8 @@ def test_damaged_file_and_unknown_schema_are_named_and_left_out(results, rendere
     index = (out / "index.md").read_text()
     assert "Left out" in index and "20260102T000000Z.jsonl" in index
     # the damaged calibration was left out: the report still uses the readable one
-    assert "calibration-20260101T000000Z.json" in index and "wrote 6 pages" in err
+    # pages: index, two series and convergence_scaling (made with or without its rows), in HTML and Markdown
+    assert "calibration-20260101T000000Z.json" in index and "wrote 8 pages" in err
 
 
 def test_no_results_is_one_clear_message_and_exit_2(tmp_path):

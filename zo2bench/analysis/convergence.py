@@ -222,9 +222,21 @@ def curves(runs: pd.DataFrame, chosen_only: bool = True, sel: pd.DataFrame | Non
     return pd.DataFrame(out)
 
 
-def tables(results_dir: str | Path = "results", series: str = SERIES) -> dict[str, pd.DataFrame]:
+def parity_curves(runs: pd.DataFrame) -> pd.DataFrame:
+    """The dev curves of zo2 and mezo at every point and seed that both ran (long frame, as curves())."""
+    if not len(runs):
+        return pd.DataFrame()
+    on = GROUP + ["lr", "eps", "seed"]
+    both = runs[runs["mode"] == "zo2"][on].merge(runs[runs["mode"] == "mezo"][on], on=on)
+    if not len(both):
+        return pd.DataFrame()
+    return curves(runs[runs["mode"].isin(["zo2", "mezo"])].merge(both, on=on), chosen_only=False)
+
+
+def tables(results_dir: str | Path = "results", series: str = SERIES) -> dict:
     """Every frame of the report's convergence section: runs, selection, targets, to_target, summary,
-    parity, curves, and from convergence_law: document_check, fit, predictions, verdicts."""
+    parity, curves, parity_curves, and from convergence_law: document_check, fit, predictions, verdicts (a
+    frame) and verdict_list (the analysis.verdicts.Verdict objects, for the report's claims tables)."""
     from zo2bench.analysis import convergence_law as law
 
     runs = load(results_dir, series)
@@ -235,7 +247,9 @@ def tables(results_dir: str | Path = "results", series: str = SERIES) -> dict[st
     pairs = sorted(set(zip(tt["machine_id"], tt["profile"]))) if len(tt) else []
     fits = {(m, p): law.fit(tt, m, p) for m, p in pairs}
     frames = lambda f: pd.concat([f(x) for x in fits.values()], ignore_index=True) if fits else pd.DataFrame()
+    verdicts = law.judge(summ, tt, fits, tg)
     return {"runs": runs.drop(columns=["curve", "train_loss"]) if len(runs) else runs, "selection": sel,
             "targets": tg, "to_target": tt, "summary": summ, "parity": parity(runs), "curves": curves(runs, sel=sel),
-            "document_check": law.document_check(), "fit": frames(law.fit_table),
-            "predictions": frames(law.predictions), "verdicts": law.verdicts_frame(law.judge(summ, tt, fits, tg))}
+            "parity_curves": parity_curves(runs), "document_check": law.document_check(),
+            "fit": frames(law.fit_table), "predictions": frames(law.predictions),
+            "verdicts": law.verdicts_frame(verdicts), "verdict_list": verdicts}

@@ -7,6 +7,7 @@
     finetune.py   one run in any mode: train loss every step, dev metrics at intervals, test at the end
     energy.py     GPU energy from NVML's counter (None without a GPU)
     plan.py       the [convergence] section of an experiment file and the cells it makes
+    files.py      [convergence.files.TASK]: a task's data from files (real data) for local model directories
     cell.py       one cell of the sweep: data, pretrained model, fine-tuning, the row
     summary.py    the table a sweep ends with
 

@@ -5,8 +5,10 @@
 The header (experiments/runner.py) holds the RunConfig of the run (its model is a ladder name, its seed the
 repeat's) and the cell's settings (convergence/plan.py: task, k, data and pretraining recipes, evaluation).
 The row adds:
-    "pretrained": {name, digest, weights_sha256, built_now, train_s, heldout_loss, tokens, ...}
-    "data": {digest, tokenizer_sha256, train_examples (the k-shot set's size)}
+    "pretrained": {name, digest, weights_sha256, built_now, train_s, heldout_loss, tokens, ...}; None for a
+                  task with files (convergence/files.py), whose model directory is fine-tuned as it is
+    "data": {digest, tokenizer_sha256, train_examples (the k-shot set's size)}, or for files
+            {files, files_sha256, template, train_examples}
     "finetune": {steps_run, diverged_at_step, train_loss (every step), dev_curve, test, final_params_sha256,
                  build_seconds, truncated_examples, schedule}
     "energy": {"measured": bool, "why": None or why not (no GPU, no NVML)}
@@ -62,35 +64,49 @@ def _run(cfg: RunConfig, s: dict, emit) -> dict:
     from zo2bench.tasks.examples import k_shot
     from zo2bench.tasks.synthetic import DataRecipe, build
 
-    emit("phase", phase="data")
-    data = build(DataRecipe.from_dict(s["data"]))
-    emit("phase", phase=f"pretrained {cfg.model}")
-
-    def progress(i: int, n: int, loss: float) -> None:
-        emit("phase", phase=f"pretraining {cfg.model}: step {i}/{n}, loss {loss:.3f}")
-
-    pre = pretrained(cfg.model, PretrainRecipe.from_dict(s["pretrain"]), data, cfg.device, on_progress=progress)
     task = s["task"]
-    train = k_shot(data.split(task, "train"), s["shots"], cfg.seed)
-    task_data = TaskData(train, data.split(task, "dev")[:s["dev_examples"]],
-                         data.split(task, "test")[:s["test_examples"]], data.tokenizer)
+    spec = (s.get("files") or {}).get(task)
+    if spec is not None:  # real data and a real model directory: no pretraining
+        from zo2bench.convergence.files import digests, splits
+        from zo2bench.tasks.tokenizer import load_tokenizer
+
+        emit("phase", phase=f"data: {task} from files")
+        parts, tok = splits(spec, task), load_tokenizer(cfg.model)
+        train = k_shot(parts["train"], s["shots"], cfg.seed)
+        task_data = TaskData(train, parts["dev"][:s["dev_examples"]], parts["test"][:s["test_examples"]], tok)
+        pre, data_info, model_dir = None, {"files": {k: spec[k] for k in ("train", "dev", "test")},
+                                           "files_sha256": digests(spec), "template": spec}, cfg.model
+    else:
+        emit("phase", phase="data")
+        data = build(DataRecipe.from_dict(s["data"]))
+        emit("phase", phase=f"pretrained {cfg.model}")
+
+        def progress(i: int, n: int, loss: float) -> None:
+            emit("phase", phase=f"pretraining {cfg.model}: step {i}/{n}, loss {loss:.3f}")
+
+        pre = pretrained(cfg.model, PretrainRecipe.from_dict(s["pretrain"]), data, cfg.device,
+                         on_progress=progress)
+        train = k_shot(data.split(task, "train"), s["shots"], cfg.seed)
+        task_data = TaskData(train, data.split(task, "dev")[:s["dev_examples"]],
+                             data.split(task, "test")[:s["test_examples"]], data.tokenizer)
+        data_info = {"digest": data.digest, "tokenizer_sha256": file_sha256(data.path / "tokenizer.json")}
+        model_dir = str(pre.path)
     schedule = Schedule(eval_every=s["eval_every"], eval_batch=s["eval_batch"])
     energy = EnergyMeter(cfg.device)
     reset_peak(cfg.device)
     try:
         emit("phase", phase=f"fine-tuning ({cfg.mode}, lr {cfg.lr:g})")
-        out = finetune(cfg.replace(model=str(pre.path)), task_data, schedule, energy, on_event=emit)
+        out = finetune(cfg.replace(model=model_dir), task_data, schedule, energy, on_event=emit)
     finally:
         energy.close()
     peak = read_peak(cfg.device).get("torch_peak_allocated_bytes")  # None on the CPU
-    info = pre.info
     out.pop("config")
     return {
-        "pretrained": {"name": pre.name, "path": str(pre.path), "digest": pre.path.name, "built_now": pre.built_now,
-                       **{k: info.get(k) for k in ("n_params", "weights_sha256", "steps", "tokens", "peak_lr", "dtype",
-                                                   "train_s", "heldout_loss", "loss_last", "device")}},
-        "data": {"digest": data.digest, "tokenizer_sha256": file_sha256(data.path / "tokenizer.json"),
-                 "train_examples": len(train)},
+        "pretrained": None if pre is None else {
+            "name": pre.name, "path": str(pre.path), "digest": pre.path.name, "built_now": pre.built_now,
+            **{k: pre.info.get(k) for k in ("n_params", "weights_sha256", "steps", "tokens", "peak_lr", "dtype",
+                                            "train_s", "heldout_loss", "loss_last", "device")}},
+        "data": {**data_info, "train_examples": len(train)},
         "finetune": out,
         "energy": {"measured": energy.why is None, "why": energy.why},
         "gpu_peak_allocated_bytes": peak,

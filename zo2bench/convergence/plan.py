@@ -20,10 +20,13 @@ and one more section:
     target_fraction = 0.9            # the target: this fraction of the reference mode's dev metric
     target_reference = "fo-adamw"    #   on the same model, task and k (analysis/convergence.py)
     [convergence.modes.zo2]          # one table per mode of the grid: its learning-rate grid (required),
-    lrs = [1e-4, 1e-3]               #   its eps grid (zo2, mezo; default [1e-3]), its steps and eval_every
+    lrs = [1e-4, 1e-3]               #   its eps grid (zo2, mezo; default [1e-3]), its steps, eval_every and
+                                     #   repeats (seeds 0..repeats-1; e.g. mezo only where zo2's curve needs it)
     eps = [1e-3]
     [convergence.pretrain]           # convergence.pretrain.PretrainRecipe fields
     [convergence.data]               # tasks.synthetic.DataRecipe fields (language = {...LanguageRecipe})
+    [convergence.files.TASK]         # real data for TASK from files, with a template (convergence/files.py);
+                                     #   grid.models are then local model directories, not ladder names
 
 Every grid point of (model, task, k, mode, dtype, batch, seq, lr, eps) and seed is one cell; the learning
 rate is chosen afterwards on dev (analysis/convergence.py), so every run of the grid is a row. Cells go
@@ -41,7 +44,7 @@ from zo2bench.errors import UserError
 
 DEFAULTS = {"tasks": ["classification"], "shots": [16], "eval_every": 50, "dev_examples": 256,
             "test_examples": 1000, "eval_batch": 64, "target_fraction": 0.9, "target_reference": "fo-adamw"}
-MODE_KEYS = ("lrs", "eps", "steps", "eval_every")
+MODE_KEYS = ("lrs", "eps", "steps", "eval_every", "repeats")
 DEFAULT_EPS = [1e-3]
 
 
@@ -98,7 +101,7 @@ def check(layer: dict, file: str, profile: str) -> dict:
 
     file = f"{file} (profile '{profile}')"
     raw = layer.get("convergence", {})
-    allowed = (*DEFAULTS, "modes", "pretrain", "data")
+    allowed = (*DEFAULTS, "modes", "pretrain", "data", "files")
     for k in raw:
         if k not in allowed:
             _fail(file, k, raw[k], f"one of the keys {', '.join(allowed)}")
@@ -117,18 +120,22 @@ def check(layer: dict, file: str, profile: str) -> dict:
     s["pretrain"] = _fields(file, "pretrain", raw.get("pretrain", {}), PretrainRecipe)
     s["data"] = _fields(file, "data", raw.get("data", {}), DataRecipe)
     data = DataRecipe.from_dict(s["data"])
-    for k, split in (("dev_examples", "dev"), ("test_examples", "test")):
-        n = getattr(data, split)
-        _expect(s[k] <= n, file, k, s[k], f"at most the {split} split's {n} examples (convergence.data.{split})")
     half = data.train_pool // 2
-    _expect(max(s["shots"]) <= half, file, "shots", s["shots"],
-            f"at most {half} per class (half of convergence.data.train_pool)")
-
     grid, steps = layer["grid"], layer["steps"]
-    for m in grid["models"]:
-        _expect(m in ladder.LADDER, file, "models", m, f"ladder models for grid.models: {', '.join(ladder.LADDER)}")
-    too_long = [q for q in grid["seqs"] if q > ladder.POSITIONS]
-    _expect(not too_long, file, "seqs", too_long, f"grid.seqs <= {ladder.POSITIONS} (the ladder's positions)")
+    s["files"] = _files(raw.get("files", {}), file, s["tasks"])
+    if s["files"]:
+        _real_models(grid, file)
+    else:
+        for k, split in (("dev_examples", "dev"), ("test_examples", "test")):
+            n = getattr(data, split)
+            _expect(s[k] <= n, file, k, s[k], f"at most the {split} split's {n} examples (convergence.data.{split})")
+        _expect(max(s["shots"]) <= half, file, "shots", s["shots"],
+                f"at most {half} per class (half of convergence.data.train_pool)")
+        for m in grid["models"]:
+            _expect(m in ladder.LADDER, file, "models", m,
+                    f"ladder models for grid.models: {', '.join(ladder.LADDER)}")
+        too_long = [q for q in grid["seqs"] if q > ladder.POSITIONS]
+        _expect(not too_long, file, "seqs", too_long, f"grid.seqs <= {ladder.POSITIONS} (the ladder's positions)")
     modes_raw = raw.get("modes", {})
     _expect(isinstance(modes_raw, dict), file, "modes", modes_raw, "a table of [convergence.modes.MODE] tables")
     modes = {}
@@ -149,7 +156,8 @@ def check(layer: dict, file: str, profile: str) -> dict:
             out["eps"] = _positive_list(file, f"modes.{mode}.eps", t.get("eps", DEFAULT_EPS))
         elif "eps" in t:
             _fail(file, f"modes.{mode}.eps", t["eps"], "no eps: backprop takes none")
-        for k, default in (("steps", steps["measured"]), ("eval_every", s["eval_every"])):
+        for k, default in (("steps", steps["measured"]), ("eval_every", s["eval_every"]),
+                           ("repeats", steps["repeats"])):
             v = t.get(k, default)
             _expect(_int(v) and v >= 1, file, f"modes.{mode}.{k}", v, "an integer >= 1")
             out[k] = v
@@ -158,19 +166,53 @@ def check(layer: dict, file: str, profile: str) -> dict:
     return s
 
 
+def _files(raw, file: str, tasks: list) -> dict:
+    """[convergence.files.TASK] tables, checked; every task of the profile must then have one (real models
+    cannot read the synthetic language, nor the ladder real data)."""
+    from zo2bench.convergence import files
+
+    _expect(isinstance(raw, dict), file, "files", raw, "a table of [convergence.files.TASK] tables")
+    if not raw:
+        return {}
+    path = file.split(" (profile ")[0]
+    out = {}
+    for task, t in raw.items():
+        _expect(task in tasks, file, f"files.{task}", t, f"a task of convergence.tasks ({', '.join(tasks)})")
+        out[task] = files.check(t, path, task)
+    missing = [t for t in tasks if t not in out]
+    _expect(not missing, file, "tasks", missing, "tasks that all have files, or none (synthetic data)")
+    return out
+
+
+def n_params(model: str) -> int:
+    """A ladder size's parameters, or a local model directory's (catalog.resolve reads its config)."""
+    from zo2bench import catalog
+    from zo2bench.convergence import ladder
+
+    return ladder.get(model).n_params() if model in ladder.LADDER else catalog.resolve(model).n_params()
+
+
+def _real_models(grid: dict, file: str) -> None:
+    import os
+
+    for m in grid["models"]:
+        ok = os.path.isfile(os.path.join(m, "config.json")) and os.path.isfile(os.path.join(m, "tokenizer.json"))
+        _expect(ok, file, "models", m, "with convergence.files: local model directories holding config.json and "
+                                       "tokenizer.json (relative to where the sweep runs)")
+
+
 def cells(experiment, profile: str, models: list[str], *, make_cell) -> list:
     """The profile's cells for `models` (the grid's, already narrowed by --only-models in spec.py);
     `make_cell` is experiments.spec.Cell, passed in so that this package (below the sweep) never imports
     the experiments package back."""
-    from zo2bench.convergence import ladder
-
     layer = experiment.profiles[profile]
-    grid, steps, s = layer["grid"], layer["steps"], layer["convergence"]
-    models = sorted(models, key=lambda m: ladder.get(m).n_params())
+    grid, s = layer["grid"], layer["convergence"]
+    sizes = {m: n_params(m) for m in models}
+    models = sorted(models, key=sizes.__getitem__)
     modes = sorted(grid["modes"], key=lambda m: m != s["target_reference"])
     base = RunConfig(**layer["base"])
     shared = {k: s[k] for k in ("dev_examples", "test_examples", "eval_batch", "target_fraction",
-                                "target_reference", "pretrain", "data")}
+                                "target_reference", "pretrain", "data", "files")}
     out = []
     for model, task, k, mode in itertools.product(models, s["tasks"], s["shots"], modes):
         m = s["modes"][mode]
@@ -179,9 +221,9 @@ def cells(experiment, profile: str, models: list[str], *, make_cell) -> list:
             extra = (("task", task), ("k", k), ("lr", lr)) + ((("eps", eps),) if eps is not None else ())
             settings = {**shared, "task": task, "shots": k, "eval_every": m["eval_every"],
                         "lr_grid": m["lrs"], "eps_grid": m.get("eps")}
-            for r in range(steps["repeats"]):
+            for r in range(m["repeats"]):
                 cfg = base.replace(model=model, mode=mode, dtype=dtype, batch=batch, seq=seq, steps=m["steps"],
                                    warmup=0, lr=lr, eps=eps if eps is not None else base.eps, seed=base.seed + r)
-                out.append(make_cell(experiment.name, profile, cfg, r, steps["repeats"], ladder.get(model).n_params(),
+                out.append(make_cell(experiment.name, profile, cfg, r, m["repeats"], sizes[model],
                                 float(layer["cell_timeout_s"]), extra=extra, settings=settings))
     return out

@@ -9,8 +9,8 @@
 The recipe (token budget, sequence, batch, peak lr, warm-up, seed, dtype as resolved on the device) with the
 model's shape, the data's digest and PRETRAIN_VERSION names the cache entry. One epoch over a fixed token
 budget, the same for every size: AdamW (betas 0.9/0.95, weight decay 0.01 on matrices), linear warm-up
-then cosine decay to a tenth. The peak lr falls as 1/width past 256 (lr x min(1, 256/hidden)), the usual
-care for wider models. On CUDA the forward runs under bf16 autocast with fp32 master weights, with
+then cosine decay to a tenth. The peak lr falls as 1/width past lr_width (lr x min(1, lr_width/hidden)),
+the usual care for wider models. On CUDA the forward runs under bf16 autocast with fp32 master weights, with
 deterministic algorithms asked for (warn-only): the same recipe on the same GPU type gives the same weights;
 each fine-tuning row records the weights' sha256 all the same.
 """
@@ -29,7 +29,7 @@ import torch
 
 from zo2bench.convergence import ladder
 from zo2bench.tasks.cache import build_once, cache_root, digest, file_sha256
-from zo2bench.tasks.synthetic import SyntheticData, corpus_tokens
+from zo2bench.tasks.synthetic import SyntheticData, corpus_array
 
 PRETRAIN_VERSION = 1
 HELDOUT_SEQUENCES = 64
@@ -40,7 +40,8 @@ class PretrainRecipe:
     tokens: int = 4_000_000     # the budget, the same for every size (one epoch, no token seen twice)
     seq: int = 128              # tokens per sequence (documents packed, separated by </s>)
     batch: int = 32             # sequences per step
-    lr: float = 1e-3            # AdamW peak for width <= 256; x 256/hidden for wider models
+    lr: float = 1e-3            # AdamW peak for width <= lr_width; x lr_width/hidden for wider models
+    lr_width: int = 256         # the width from which the peak lr falls as 1/width
     warmup: float = 0.05        # fraction of the steps
     weight_decay: float = 0.01
     seed: int = 0               # initial weights
@@ -63,7 +64,7 @@ class Pretrained:
 
 
 def peak_lr(recipe: PretrainRecipe, hidden: int) -> float:
-    return recipe.lr * min(1.0, 256 / hidden)
+    return recipe.lr * min(1.0, recipe.lr_width / hidden)
 
 
 def lr_at(step: int, steps: int, peak: float, warmup: float) -> float:
@@ -111,10 +112,10 @@ def _pretrain(out: Path, name: str, recipe: PretrainRecipe, data: SyntheticData,
     spec = ladder.get(name)
     steps = recipe.steps()
     t0 = time.perf_counter()
-    stream = corpus_tokens(data.recipe, data.tokenizer, steps * recipe.batch * recipe.seq)
-    seqs = torch.tensor(stream, dtype=torch.long).view(-1, recipe.seq)
-    held = torch.tensor(corpus_tokens(data.recipe, data.tokenizer, HELDOUT_SEQUENCES * recipe.seq, "heldout"),
-                        dtype=torch.long).view(-1, recipe.seq)
+    stream = corpus_array(data, steps * recipe.batch * recipe.seq)
+    seqs = torch.from_numpy(stream.astype("int64")).view(-1, recipe.seq)
+    held = torch.from_numpy(corpus_array(data, HELDOUT_SEQUENCES * recipe.seq, "heldout").astype("int64")).view(
+        -1, recipe.seq)
     corpus_s = time.perf_counter() - t0
 
     was_deterministic = torch.are_deterministic_algorithms_enabled()

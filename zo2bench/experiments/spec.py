@@ -45,6 +45,7 @@ cell runs zo2bench.convergence.cell instead of a measured run. The default kind,
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -358,7 +359,8 @@ _SPECS: dict = {}
 
 
 def _model_spec(name: str, file: str, key: str, kind: str = "run"):
-    if kind == "convergence":  # the ladder's shapes, pretrained by the series itself
+    # convergence: the ladder's shapes, pretrained by the series itself; a directory goes with real data
+    if kind == "convergence" and not os.path.isdir(name):
         from zo2bench.convergence import ladder
 
         try:

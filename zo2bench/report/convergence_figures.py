@@ -18,13 +18,17 @@ from matplotlib.figure import Figure
 from zo2bench.report.figures import MODE_COLORS, new_figure
 
 
-def dev_curves(t: dict, machine: str, task: str, k: int, x: str = "step") -> Figure:
+def _profile(df, profile):
+    return df[df["profile"] == profile] if profile is not None and len(df) else df
+
+
+def dev_curves(t: dict, machine: str, task: str, k: int, x: str = "step", profile: str | None = None) -> Figure:
     """Dev metric against steps (x="step") or training seconds (x="train_s"), one panel per model."""
-    c = t["curves"]
+    c = _profile(t["curves"], profile)
     c = c[(c["machine_id"] == machine) & (c["task"] == task) & (c["k"] == k)] if len(c) else c
     models = list(c.sort_values("n_params")["model"].unique()) if len(c) else []
     fig, axes = new_figure(3.4 * max(len(models), 1), 3.6, ncols=max(len(models), 1), sharey=True)
-    tg = t["targets"]
+    tg = _profile(t["targets"], profile)
     for ax, model in zip(axes[0], models):
         m = c[c["model"] == model]
         for mode, g in m.groupby("mode"):
@@ -47,15 +51,16 @@ def dev_curves(t: dict, machine: str, task: str, k: int, x: str = "step") -> Fig
     return fig
 
 
-def steps_to_target(t: dict, machine: str) -> Figure:
+def steps_to_target(t: dict, machine: str, profile: str | None = None) -> Figure:
     """Zeroth-order steps to target against parameters, per lr: the runs, the fitted law, 4.1's table."""
     from zo2bench.analysis import convergence_law as law
 
     tt = law.zo_runs(t["to_target"]) if len(t["to_target"]) else t["to_target"]
+    tt = _profile(tt, profile)
     tt = tt[(tt["machine_id"] == machine) & tt["reached"] & (tt["steps_to_target"] > 0)] if len(tt) else tt
     fig, axes = new_figure(6.5, 4.6)
     ax = axes[0][0]
-    fit = t["fit"]
+    fit = _profile(t["fit"], profile)
     fit = fit[fit["machine_id"] == machine] if len(fit) else fit
     if len(fit) and fit["profile"].nunique() > 1:  # one law per figure: the profile with the most runs
         fit = fit[fit["profile"] == fit.groupby("profile")["runs"].max().idxmax()]
@@ -100,6 +105,30 @@ def parity(t: dict) -> Figure:
         ax.bar([f"{m}\n{_millions(n[m])}" for m in g.index], g.values, color=MODE_COLORS["zo2"])
         ax.axhline(1.0, color="0.3", lw=1)
     ax.set_ylabel("training time, zo2 / mezo (median)")
+    return fig
+
+
+def zo2_and_mezo(t: dict, machine: str, profile: str | None, task: str, k: int) -> Figure:
+    """zo2 (solid) and mezo (dashed, drawn on top) dev curves at the points and seeds both ran, one panel per
+    model: where the two coincide there is one visible curve."""
+    c = _profile(t["parity_curves"], profile)
+    c = c[(c["machine_id"] == machine) & (c["task"] == task) & (c["k"] == k)] if len(c) else c
+    models = list(c.sort_values("n_params")["model"].unique()) if len(c) else []
+    fig, axes = new_figure(3.4 * max(len(models), 1), 3.4, ncols=max(len(models), 1), sharey=True)
+    for ax, model in zip(axes[0], models):
+        m = c[c["model"] == model]
+        for (lr, _eps, seed), g in m.groupby(["lr", "eps", "seed"]):
+            for mode, style, width in (("zo2", "-", 2.4), ("mezo", "--", 1.0)):
+                run = g[g["mode"] == mode].sort_values("step")
+                ax.plot(run["step"], run["value"], ls=style, lw=width, color=MODE_COLORS.get(mode, "black"),
+                        label=f"{mode}, lr {lr:g}, seed {seed}" if len(ax.lines) < 4 else None)
+        ax.set_xscale("symlog", linthresh=10)
+        ax.set_xlim(left=0)
+        ax.set_title(f"{model} ({_millions(m['n_params'].iloc[0])})")
+        ax.set_xlabel("step")
+    if models:
+        axes[0][0].set_ylabel(f"dev {c['metric'].iloc[0]} ({task}, k={k})")
+        axes[0][0].legend(loc="lower right", fontsize=7)
     return fig
 
 

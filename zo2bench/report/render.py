@@ -4,6 +4,8 @@
 
     reports/index.html  index.md                 machines, calibrations, claims and verdicts per machine
     reports/<series>.html  <series>.md           figures and tables of that series, a section per machine
+    reports/convergence_scaling.html  .md        the convergence series (report/convergence_section.py), made
+                                                 with or without its rows (then saying it was not measured)
     reports/figures/<series>-<machine>-<name>.svg   the figures the Markdown shows (the HTML embeds its own)
 
 A page is a list of blocks (heading, text, table, figure, details) built here from the analysis and drawn by
@@ -22,9 +24,10 @@ from pathlib import Path
 import jinja2
 import markupsafe
 
+from zo2bench.analysis import convergence as cv
 from zo2bench.analysis import load as loader
 from zo2bench.analysis import scaling
-from zo2bench.report import documents, figures, sections
+from zo2bench.report import convergence_section, documents, figures, sections
 from zo2bench.report import table as tbl
 
 
@@ -86,6 +89,21 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def with_convergence_verdicts(docs, verdicts: list):
+    """The documents' verdicts with the convergence series' in place of the ones they judge again: a claim the
+    series judged on a machine is no longer "not tested here" there (nor, with no machine, in general)."""
+    import dataclasses
+
+    verdicts = [v for v in verdicts if v.machine_id is not None]  # without rows: nothing judged, nothing to replace
+    if not docs.available or docs.no_verdicts or not verdicts:
+        return docs
+    judged = {(v.claim_id, v.machine_id) for v in verdicts}
+    ids = {v.claim_id for v in verdicts if v.machine_id is not None}
+    keep = [v for v in docs.verdicts if (v.claim_id, v.machine_id) not in judged
+            and not (v.machine_id is None and v.claim_id in ids and v.basis == "none")]
+    return dataclasses.replace(docs, verdicts=tuple(keep) + tuple(verdicts))
+
+
 def render(results_dir="results", out_dir="reports", progress=lambda msg: print(msg, file=sys.stderr)) -> list[Path]:
     out = Path(out_dir)
     res = loader.load(results_dir)
@@ -101,8 +119,11 @@ def render(results_dir="results", out_dir="reports", progress=lambda msg: print(
     env.filters["html_table"] = lambda t: markupsafe.Markup(tbl.html(t, link))
     progress("zo2bench: judging the documents' claims")
     docs = documents.load(res.root, analyses)
-    series = sorted({s for m in res.machines() for s in res.series(m)})
-    nav = [("index", "index")] + [(s, s) for s in series]
+    progress("zo2bench: the convergence series")
+    conv = cv.tables(res.root)
+    docs = with_convergence_verdicts(docs, conv.get("verdict_list") or [])
+    series = sorted({s for m in res.machines() for s in res.series(m)} - {convergence_section.SERIES})
+    nav = [("index", "index")] + [(s, s) for s in [*series, convergence_section.SERIES]]
     pages = []
     figs = Figures("index")
     pages.append(("index", "zo2bench report", sections.index_blocks(res, analyses, docs, figs), figs))
@@ -110,6 +131,9 @@ def render(results_dir="results", out_dir="reports", progress=lambda msg: print(
         progress(f"zo2bench: drawing the {s} report")
         figs = Figures(s)
         pages.append((s, f"{s}: zo2bench report", sections.series_blocks(s, res, analyses, docs, figs), figs))
+    figs = Figures(convergence_section.SERIES)
+    pages.append((convergence_section.SERIES, f"{convergence_section.SERIES}: zo2bench report",
+                  convergence_section.blocks(conv, docs, figs), figs))
     written = []
     for name, title, blocks, figs in pages:
         ctx = {"title": title, "blocks": blocks, "nav": nav, "page": name, "warnings": list(res.warnings),

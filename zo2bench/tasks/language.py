@@ -14,10 +14,11 @@ prompts read like MeZO's ("... It was great").
 Sentiment follows a rule with negation: a review has one sentiment clause, "the X is [not] [very] ADJ",
 among neutral clauses; its adjective counts +1 or -1 (the label words "great" and "terrible" among them,
 for a tenth of the sentiment clauses), "very" doubles it and "not"/"never" flip it; the label is the sign.
-Adjectives before nouns and in the neutral clauses carry no sentiment. The pretraining corpus mixes four
-kinds of documents: reviews (40%; three quarters of them followed by "in short : good/bad ." or "overall it
-was great/terrible ."), fact passages (25%; 60% followed by questions in a template other than the QA
-task's), word lists (20%; 60% followed by "backwards :" and the list reversed) and plain stories (15%). A
+Adjectives before nouns and in the neutral clauses carry no sentiment, and only the sentiment clause is
+ever negated. The pretraining corpus mixes five kinds of documents: glossaries (20%; "overall : fesodi good
+; not vusa good ."), reviews (40%; nine in ten followed by "in short : good/bad ." or "overall it was
+great/terrible ."), fact passages (16%; 60% followed by questions in a template other than the QA task's),
+word lists (14%; 60% followed by "backwards :" and the list reversed) and plain stories (10%). A
 pretrained model thus knows the words, the polarities, reading a fact back and reversing a list, each in a
 wording close to, but not the same as, the fine-tuning prompts' (as OPT has read reviews, but not MeZO's
 "It was great/terrible" template).
@@ -42,6 +43,14 @@ FUNCTION_WORDS = (
 PUNCTUATION = (".", ",", "?", ":", ";", "!")
 NEGATIONS = ("not", "never")
 LABEL_ADJECTIVES = {"positive": "great", "negative": "terrible"}   # the classification task's label words
+# The corpus's mix (corpus_document). Reviews followed by a summary are the sentiment rule's supervision in
+# pretraining; glossaries put each adjective's polarity, and negation, next to their evidence. Without
+# glossaries (reviews 40%, summaries 75%) ladder-64x2 and 128x4 still gave every review one label after
+# 1,171 steps of 16 x 64 tokens; with a fifth of glossaries ladder-64x2 had the glossary rule, negation
+# included, after 549 steps of 32 x 128 tokens at lr 6e-3 (CPU measurements, issue 11).
+GLOSSARY_SHARE = 0.2    # of all documents
+REVIEW_SHARE = 0.5      # of the documents that are not glossaries
+SUMMARY_SHARE = 0.9     # of the reviews
 CLASSES = ("names", "nouns", "verbs", "adverbs", "positive", "negative", "neutral", "attributes", "values")
 
 
@@ -148,7 +157,8 @@ def _noun_phrase(rng: Rng, lex: Lexicon) -> list[str]:
 def clause(rng: Rng, lex: Lexicon, sentiment: bool | None = None) -> tuple[list[str], int]:
     """One clause and its sentiment. With sentiment=True: "the X is|was [not|never] [very] ADJ" with a
     sentiment adjective (+1 or -1, x2 after "very", flipped after a negation); False: a neutral clause
-    ("the X VERB the Y [ADVERB]" or a neutral predicate), 0; None: either (stories)."""
+    ("the X VERB the Y [ADVERB]" or a neutral predicate "the X is [very] ADJ", never negated), 0; None:
+    either (stories)."""
     subject = _noun_phrase(rng, lex)
     if sentiment is None:
         sentiment = rng.chance(0.5)
@@ -158,7 +168,9 @@ def clause(rng: Rng, lex: Lexicon, sentiment: bool | None = None) -> tuple[list[
             words.append(rng.choice(lex.words["adverbs"]))
         return subject + words, 0
     words, sign, weight = ["is" if rng.chance(0.7) else "was"], 1, 1
-    if rng.chance(0.35):
+    # negation only in sentiment clauses: a "not" in a neutral clause beside the sentiment one made the rule a
+    # binding problem (which clause does "not" belong to?) that no ladder model pretrained within budget learned
+    if sentiment and rng.chance(0.35):
         words.append(rng.choice(NEGATIONS))
         sign = -1
     if rng.chance(0.3):
@@ -216,26 +228,41 @@ def story(rng: Rng, lex: Lexicon) -> str:
     return " ".join(out)
 
 
+def glossary(rng: Rng, lex: Lexicon) -> str:
+    """"overall : fesodi good ; not vusa good ; very kamo bad ." - sentiment adjectives with their polarity
+    word, negated a third of the time: the words' polarities and negation, each next to its evidence."""
+    items = []
+    for _ in range(rng.between(3, 6)):
+        adj = rng.choice(lex.words[rng.choice(("positive", "negative"))])
+        neg = rng.chance(1 / 3)
+        pol = lex.polarity[adj] * (-1 if neg else 1)
+        items.append(f"{rng.choice(NEGATIONS) + ' ' if neg else ''}{adj} {'good' if pol > 0 else 'bad'}")
+    return "overall : " + " ; ".join(items) + " ."
+
+
 def corpus_document(rng: Rng, lex: Lexicon) -> str:
     """One pretraining document (see the module docstring for the mixture)."""
     u = rng.random()
-    if u < 0.4:
+    if u < GLOSSARY_SHARE:
+        return glossary(rng, lex)
+    u = (u - GLOSSARY_SHARE) / (1 - GLOSSARY_SHARE)   # the rest of the mix as before, in proportion
+    if u < REVIEW_SHARE:
         parts = []
         for _ in range(rng.between(1, 3)):
             text, pol = review(rng, lex)
-            if rng.chance(0.75):
+            if rng.chance(SUMMARY_SHARE):
                 text += (f" in short : {'good' if pol > 0 else 'bad'} ." if rng.chance(0.5)
                          else f" overall it was {'great' if pol > 0 else 'terrible'} .")
             parts.append(text)
         return " ".join(parts)
-    if u < 0.65:
+    if u < REVIEW_SHARE + 0.2:
         facts = fact_passage(rng, lex, rng.between(3, 6))
         text = fact_text(facts)
         if rng.chance(0.6):
             for name, attr, value in rng.sample(facts, rng.between(1, 2)):
                 text += f" {attr} of {name} ? {value} ."
         return text
-    if u < 0.85:
+    if u < REVIEW_SHARE + 0.38:
         words = word_list(rng, lex)
         text = "list : " + " ".join(words) + " ."
         if rng.chance(0.6):

@@ -6,7 +6,7 @@
     data.digest, data.path
 
 Tasks (prompts are the fine-tuning templates; the pretraining corpus words the same skills otherwise):
-- classification: a review, "it was", and a label word " great"/" terrible" by the review's polarity
+- classification: a review, "answer :", and a label word " good"/" bad" by the review's polarity
   (language.review: sentiment adjectives, "very", negation, "but" weighing its clause twice);
 - generation: "list : w1 .. wn . reversed :" continued by the words in reverse order;
 - qa: a passage of 3-6 facts "the A of N is V .", "question : what is the A of N ? answer :" and V, a span
@@ -26,8 +26,15 @@ from zo2bench.tasks.cache import build_once, cache_root, digest
 from zo2bench.tasks.examples import TASKS, Example, read_jsonl, write_jsonl
 from zo2bench.tasks.tokenizer import TextTokenizer, build_tokenizer, load_tokenizer
 
-GENERATOR_VERSION = 1    # bump when the generated data change for the same recipe: a new cache entry
-LABEL_WORDS = (" terrible", " great")   # MeZO's SST-2 words; index = label
+GENERATOR_VERSION = 4    # bump when the generated data change for the same recipe: a new cache entry
+# The prompt's end and its label words (index = label). Pretraining ends reviews with "overall it was
+# great/terrible" or "in short : good/bad", never "answer :", so the template is new to the models, as MeZO's
+# "It was great/terrible" is to OPT. With MeZO's own "it was" and great/terrible, ladder-64x2 pretrained on
+# the gpu profile's recipe labelled 99.6% of dev reviews before any fine-tuning: nothing left to converge to.
+# With this template it starts at 61%, fo-adamw (lr 1e-3) reaches 98% in 10 steps and zo2 (lr 1e-4) 97% in
+# 160 (k = 16, CPU measurements, issue 11).
+PROMPT_END = " answer :"
+LABEL_WORDS = (" bad", " good")
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,7 @@ class DataRecipe:
 def classification_example(rng: L.Rng, lex: L.Lexicon) -> Example:
     text, pol = L.review(rng, lex)
     label = int(pol > 0)
-    return Example("classification", f"{text} it was", LABEL_WORDS[label], LABEL_WORDS, label)
+    return Example("classification", f"{text}{PROMPT_END}", LABEL_WORDS[label], LABEL_WORDS, label)
 
 
 def generation_example(rng: L.Rng, lex: L.Lexicon) -> Example:
@@ -114,6 +121,20 @@ def corpus_tokens(recipe: DataRecipe, tokenizer: TextTokenizer, n_tokens: int, s
         out.extend(vocab[w] for w in L.corpus_document(rng, lex).split(" "))
         out.append(tokenizer.eos_id)
     return out[:n_tokens]
+
+
+def corpus_array(data: SyntheticData, n_tokens: int, stream: str = "pretrain"):
+    """corpus_tokens() of `data` as a uint16 numpy array, cached beside the data (corpus/<stream>-<n>/): every
+    ladder size pretrains on the same stream, and generating 16 M tokens takes about 50 s of one core, which a
+    GPU call that pretrains several sizes would otherwise spend again for each."""
+    import numpy as np
+
+    def make(tmp: Path) -> None:
+        np.save(tmp / "tokens.npy", np.asarray(corpus_tokens(data.recipe, data.tokenizer, n_tokens, stream),
+                                               dtype=np.uint16))
+
+    path, _ = build_once(data.path / "corpus" / f"{stream}-{n_tokens}", make)
+    return np.load(path / "tokens.npy")
 
 
 class SyntheticData:
