@@ -24,7 +24,7 @@ def _render(root):
     return out
 
 
-def _conv_rows(results_dir, machine=MACHINE):
+def _conv_rows(results_dir, machine=MACHINE, device=None):
     """zo2 reaches 0.81 (90% of fo-adamw's 0.9) in 0.01 x sqrt(n) / lr steps at twice fo-adamw's time on the
     OPT-125M shape; mezo runs zo2's lr 1e-5 with the same curve; fo-adamw at lr 1e-4 is the better on dev."""
     f = results_dir / SERIES / machine / "20260101T020000Z.jsonl"
@@ -43,6 +43,8 @@ def _conv_rows(results_dir, machine=MACHINE):
             for r in rows:
                 r.update(series=SERIES, machine_id=machine, key=r["key"].replace("conv:", f"{SERIES}:"),
                          fingerprint=_fingerprint())
+                if device:
+                    r["config"]["device"] = device
                 results.append_row(f, r)
 
 
@@ -52,6 +54,16 @@ def with_rows(tmp_path_factory):
     write(root / "results")
     _conv_rows(root / "results")
     return _render(root)
+
+
+def test_gpu_convergence_rows_beside_the_memory_series_stay_out_of_its_fits(tmp_path):
+    """The ladder's models are not in the catalog: a GPU machine's convergence rows must not reach the
+    one-GPU fits of the memory and throughput series (they once stopped `zo2bench report` there)."""
+    write(tmp_path / "results")
+    _conv_rows(tmp_path / "results", device="cuda:0")
+    out = _render(tmp_path)
+    assert "ladder-64x2" in (out / f"{SERIES}.md").read_text()
+    assert "ladder-" not in (out / "memory_scaling.md").read_text()
 
 
 @pytest.fixture(scope="module")

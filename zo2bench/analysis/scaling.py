@@ -131,9 +131,10 @@ def _fit_all(models, pts, target, unit, machine, calibration=None) -> tuple[Fit,
 
 def analyse(results, machine: str) -> MachineAnalysis:
     notes: list[str] = []
-    # one-GPU fits: a distributed cell's step is not one GPU's (analysis/gpu_scaling.py reads those)
+    # one-GPU fits: a distributed cell's step is not one GPU's (analysis/gpu_scaling.py reads those), and
+    # a convergence cell's models are the ladder's, not the catalog's (analysis/convergence.py reads those)
     rows = tuple(r for r in results.rows(machine=machine, status="ok")
-                 if on_gpu(r) and (r.get("config", "nproc_per_node") or 1) <= 1)
+                 if on_gpu(r) and (r.get("config", "nproc_per_node") or 1) <= 1 and not r.get("convergence"))
     memory = {}
     for view in VIEWS:
         for mode in MEMORY_MODES:
