@@ -110,11 +110,12 @@ def report(session):
 
 @nox.session(venv_backend="none")
 def regression(session):
-    """Regression checks (docs/regression.md): the GPU test tier, the regression series (as an A/B against
-    a base commit when one is given), the baseline stored for this hardware class, the microbenchmarks.
+    """Regression checks (docs/regression.md): the GPU test tier, the regression series as an A/B against a
+    base commit (the time check), the baseline stored for this hardware class, the microbenchmarks.
 
-        nox -s regression                            # against results/baselines/<class>/ (stored if none)
+        nox -s regression                            # A/B against the stored baseline's commit (stored if none)
         nox -s regression -- --base origin/main      # or: -- origin/main, or ZO2BENCH_REGRESSION_BASE=origin/main
+        nox -s regression -- --no-ab                 # step time against the stored rows instead
         nox -s regression -- --update-baseline       # store this run as the class's baseline
 
     Other arguments after `--` go to `python -m zo2bench.regression.session` (its --help lists them).
