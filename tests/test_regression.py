@@ -361,6 +361,11 @@ def test_the_session_runs_an_ab_against_the_baselines_commit_by_default(tmp_path
     seen.clear()
     assert go(ab=False) == 0 and seen == [None, ("microbench", None)]
     seen.clear()
+    fp["git_dirty"] = True  # uncommitted changes: the working tree runs, not an A/B of commits
+    assert go() == 0 and seen == [None, ("microbench", None)]
+    assert "uncommitted changes: no A/B" in capsys.readouterr().err
+    fp["git_dirty"] = False
+    seen.clear()
     monkeypatch.chdir(tmp_path)  # not a git repository: no A/B, said so
     assert go() == 0 and seen == [None, ("microbench", None)]
     assert "no A/B against the baseline's commit" in capsys.readouterr().err

@@ -10,8 +10,10 @@
    against a base commit (ab.py): --base, else the stored baseline's own commit when time is gated and git
    has it. An A/B is the time check because a stored baseline comes from another job, often another VM of
    the class: on two H100 VMs the launch-bound opt-125m zo2 batch-1 cell took 15.6 and 33.5 ms a step with
-   unchanged code, while the GPU-bound cells agreed within 0.2% (docs/regression.md). With --no-ab, no
-   git, or a CPU class: a plain sweep of the working tree.
+   unchanged code, while the GPU-bound cells agreed within 0.2% (docs/regression.md). Without --base and
+   with --no-ab, --update-baseline, no baseline yet, uncommitted changes (an A/B runs commits), no git
+   that has the baseline's commit, or a CPU class (time is not gated there): a plain sweep of the
+   working tree, its step time against the stored rows.
 2. This run against results/baselines/<hardware class>/: status, memory and digest, and step time when
    there was no A/B (with one, the A/B is the time check: a stored baseline may come from another runner
    of the class, at another time of day). With no baseline for the class it says so and stores this run
@@ -203,10 +205,15 @@ def _has_stored_microbench(storage: Path) -> bool:
     return any((storage / get_machine_id()).glob("[0-9][0-9][0-9][0-9]_*.json"))
 
 
-def _baseline_commit(meta: dict) -> str | None:
-    """The stored baseline's commit, for an A/B against it; None (said why) where git cannot check it out."""
+def _baseline_commit(meta: dict, dirty: bool = False) -> str | None:
+    """The stored baseline's commit, for an A/B against it; None (said why) where git cannot check it out,
+    or where the working tree has uncommitted changes, which an A/B of commits would leave out."""
     from zo2bench.regression import ab
 
+    if dirty:
+        say("uncommitted changes: no A/B (it runs commits, and would leave them out); this working tree runs, "
+            "its step time against the stored rows (commit, or give --base, for an A/B)")
+        return None
     try:
         commit = ab.resolve(ab.repo_root("."), meta["commit"])
     except UserError as e:
@@ -242,7 +249,7 @@ def run(opts: Options, series=run_series, microbench=run_microbench, fp: dict | 
                         f"'{opts.profile}'; give that profile, or --update-baseline to replace it")
 
     if not opts.base and opts.ab and gate_time and meta and not opts.update_baseline:
-        opts = dataclasses.replace(opts, base=_baseline_commit(meta))
+        opts = dataclasses.replace(opts, base=_baseline_commit(meta, dirty=bool(fp.get("git_dirty"))))
     if not gate_time:
         say("step time and the microbenchmarks are shown, not gated (--time-gate "
             f"{opts.time_gate}{': no GPU' if opts.time_gate == 'auto' else ''})")
