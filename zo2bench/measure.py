@@ -7,6 +7,9 @@ The engine (engine/trainer.py) runs steps and says when each phase begins; this 
 watches: it resets torch's allocator peaks as a phase begins and reads them as it ends, and adds the
 machine's fingerprint (computed once, after the run, when CUDA is up and the GPU can be matched by UUID)
 and the schema version. The record's layout is in zo2bench/results.py.
+
+    once = BuildOnce()                                   # several configurations on one built model
+    recs = [measured_run(c, builder=once) for c in cfgs] # (bench-step --batches 1,8); once.close() after
 """
 from __future__ import annotations
 
@@ -66,3 +69,66 @@ def measured_run(cfg: RunConfig, on_phase: Callable[[str], None] | None = None,
         "memory": peaks.peaks,
         "final_params_sha256": out["final_params_sha256"],
     }
+
+
+class BuildOnce:
+    """A run() `builder` that builds on its first call and hands the same trainer to every later call, so
+    that several configurations (batch, seq) are measured on one built model; close() lets it go.
+
+    Only the shapes of the batches may differ: the model, mode, dtype, device and every other field are
+    checked to be the first call's. The weights are not reset between calls: each run continues from the
+    weights the previous one left (a reset would need a second copy of them: 350 GB for OPT-175B), and
+    run() numbers its steps from 0 again, so later runs reuse the first run's perturbation seeds.
+    `build_s` is the one build's seconds; a later run's own "build" phase only returns the trainer."""
+
+    SHAPE = ("batch", "seq")
+
+    def __init__(self, builder=None):
+        self.builder, self.trainer, self.first, self.relay, self.build_s = builder, None, None, None, None
+
+    def __call__(self, cfg: RunConfig, spec, dev, timeline=None):
+        import time
+
+        from zo2bench.engine.trainer import build_trainer
+
+        if self.trainer is None:
+            self.first, self.relay = cfg, (_Relay(timeline) if timeline is not None else None)
+            t0 = time.perf_counter()
+            self.trainer = (self.builder or build_trainer)(cfg, spec, dev, self.relay)
+            self.build_s = time.perf_counter() - t0
+        else:
+            differ = [k for k, v in cfg.as_dict().items() if k not in self.SHAPE and v != getattr(self.first, k)]
+            if differ:
+                raise UserError(f"one build measures configurations that differ in {', '.join(self.SHAPE)} only, "
+                                f"not in {', '.join(differ)}")
+            if self.relay is not None:
+                self.relay.target = timeline  # this run's timeline gets the spans from now on
+        return _Kept(self.trainer)
+
+    def close(self) -> None:
+        if self.trainer is not None:
+            self.trainer.close()
+            self.trainer = None
+
+
+class _Relay:
+    """The timeline the trainer was built with, passing its spans to the current run's timeline."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def span(self, lane, name):
+        return self.target.span(lane, name)
+
+
+class _Kept:
+    """The trainer as run() sees it, except that run()'s close() at its end keeps it for the next run."""
+
+    def __init__(self, trainer):
+        self._trainer = trainer
+
+    def __getattr__(self, name):
+        return getattr(self._trainer, name)
+
+    def close(self) -> None:
+        pass

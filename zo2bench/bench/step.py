@@ -69,6 +69,7 @@ def bench_record(record: dict, calibration_path: str | None = None, results_dir:
         "resident_blocks": resident, "streamed_blocks": streamed,
         "build_s": record["build"]["seconds"],
         "steps": record["steps"],
+        "final_params_sha256": record["final_params_sha256"],
     }
     d = record.get("distributed")
     if d:  # the slowest rank's step times (merge() made "seconds" so), every rank's GPU and peaks
@@ -139,6 +140,11 @@ def table(b: dict) -> str:
          if c["mode"] in ZO_MODES else "n/a"),
         ("calibration", b["calibration"]["source"]),
     ]
+    sb = b.get("shared_build")
+    if sb:
+        rows.append(("build", f"{sb['build_s']:.1f} s, one build shared by {len(sb['configurations'])} "
+                              f"configurations (this is number {sb['index'] + 1}); weights "
+                              + ("freshly built" if sb["index"] == 0 else "continued from the one before")))
     d = b.get("distributed")
     if d:
         df = b["distributed_floors"]

@@ -2,6 +2,8 @@
 
     world = World.from_env()                                 # inside a process torchrun started
     record = run_rank(cfg, world, on_phase=..., on_step=...) # every rank; rank 0 gets the record, others None
+    with rank_session(cfgs[0], world) as session:           # several configurations on one build
+        recs = [measure_rank(c, world, session, builder=once) for c in cfgs]   # once: measure.BuildOnce
 
 Every rank runs zo2bench.measure.measured_run with its part of the work (zo_dist.make_builder), so each
 has its own allocator peaks and step times; rank 0 gathers them (all_gather_object, once, after the run)
@@ -59,20 +61,36 @@ def process_group(world: World, device: str):
 def run_rank(cfg: RunConfig, world: World, on_phase: Callable[[str], None] | None = None,
              on_step: Callable[[int, int, dict], None] | None = None, timing: bool = False) -> dict | None:
     """cfg on this rank (the process group is set up and torn down here); rank 0 returns the merged record."""
+    with rank_session(cfg, world) as session:
+        return measure_rank(cfg, world, session, on_phase=on_phase, on_step=on_step, timing=timing)
+
+
+@contextmanager
+def rank_session(cfg: RunConfig, world: World):
+    """(degrees, this rank's device, mesh) inside an initialised process group, for one or several
+    measure_rank calls (bench-step --batches: several configurations on one build)."""
     dims, device = resolve(cfg, world)
-    cfg = cfg.replace(device=device, nproc_per_node=world.local_size)
     with process_group(world, device):
-        return _run(cfg, world, dims, device, on_phase, on_step, timing)
+        yield dims, device, dims.build_mesh("cuda" if device.startswith("cuda") else "cpu")
 
 
-def _run(cfg, world, dims, device, on_phase, on_step, timing):
+def measure_rank(cfg: RunConfig, world: World, session, on_phase=None, on_step=None, timing: bool = False,
+                 builder=None) -> dict | None:
+    """One measured run of cfg on this rank inside rank_session's `session`; rank 0 returns the merged
+    record, the others None. `builder`: a measure.BuildOnce to build through (its inner builder is set to
+    this rank's, zo_dist.make_builder(mesh)), or None for a build of this run's own."""
     import torch.distributed as dist
 
     from zo2bench.distributed.zo_dist import make_builder
     from zo2bench.measure import measured_run
 
-    mesh = dims.build_mesh("cuda" if device.startswith("cuda") else "cpu")
-    record = measured_run(cfg, on_phase=on_phase, on_step=on_step, timing=timing, builder=make_builder(mesh))
+    dims, device, mesh = session
+    cfg = cfg.replace(device=device, nproc_per_node=world.local_size)
+    if builder is None:
+        builder = make_builder(mesh)
+    elif builder.builder is None:
+        builder.builder = make_builder(mesh)
+    record = measured_run(cfg, on_phase=on_phase, on_step=on_step, timing=timing, builder=builder)
     fp = record["fingerprint"]
     mine = {"rank": world.rank, "local_rank": world.local_rank, "device": device,
             **{k: fp.get(k) for k in RANK_GPU_KEYS}, "memory": record["memory"],
