@@ -154,7 +154,7 @@ def sweep(experiment: Experiment, profile: str | None = None, results_dir: str |
     """
     stream = stream or sys.stderr
     machine = machine or detect_machine()
-    profile = experiment.choose_profile(profile, machine.cuda_available)
+    profile = experiment.choose_profile(profile, machine.cuda_available, gpus=len(machine.gpu_total_bytes))
     cells = experiment.cells(profile, only_models)
     for cell in cells:  # refuse a GPU profile on a machine without one before anything runs
         try:

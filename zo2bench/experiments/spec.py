@@ -1,7 +1,7 @@
 """Experiment files: a series declared as data (TOML), checked whole before anything runs, expanded into cells.
 
     exp = load("experiments/memory_scaling.toml")   # UserError naming the file, the key and what was expected
-    profile = exp.choose_profile(None, cuda_available=False)   # --profile given, else "gpu" with CUDA, else "cpu"
+    profile = exp.choose_profile(None, cuda_available=False)  # --profile, else "gpu" or gpuN (CUDA), else "cpu"
     for cell in exp.cells(profile):                 # per group, smallest model first, repeats innermost
         cell.key, cell.config, cell.n_params
     describe_experiments("experiments")             # what `zo2bench list experiments` shows
@@ -117,7 +117,10 @@ class Experiment:
     profiles: dict  # profile name -> merged layer {"description", "cell_timeout_s", "base", "steps", "grid"}
     kind: str = "run"  # KINDS
 
-    def choose_profile(self, requested: str | None, cuda_available: bool) -> str:
+    def choose_profile(self, requested: str | None, cuda_available: bool, gpus: int = 1) -> str:
+        """--profile as given; else the only profile; else "cpu" without CUDA and "gpu" with it, or, where a
+        series has no "gpu" but profiles per GPU count ("gpu2", "gpu4": gpu_scaling), the largest that
+        needs no more than this machine's `gpus`."""
         if requested is not None:
             if requested not in self.profiles:
                 raise UserError(f"{self.file}: unknown profile '{requested}'; expected one of: "
@@ -126,6 +129,13 @@ class Experiment:
         if len(self.profiles) == 1:
             return next(iter(self.profiles))
         wanted = "gpu" if cuda_available else "cpu"
+        counts = sorted(int(p[3:]) for p in self.profiles if re.fullmatch(r"gpu[1-9][0-9]*", p))
+        if wanted == "gpu" and wanted not in self.profiles and counts:
+            fits = [n for n in counts if n <= gpus]
+            if not fits:
+                raise UserError(f"{self.file}: no profile for {gpus} GPU(s) (the smallest, gpu{counts[0]}, needs "
+                                f"{counts[0]}); give --profile, one of: {', '.join(self.profiles)}")
+            return f"gpu{fits[-1]}"
         if wanted not in self.profiles:
             raise UserError(f"{self.file}: no [profiles.{wanted}] for this machine ({'a' if cuda_available else 'no'} "
                             f"GPU); give --profile, one of: {', '.join(self.profiles)}")

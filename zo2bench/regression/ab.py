@@ -114,7 +114,7 @@ def _choose_profile(experiment: Path, profile: str | None) -> tuple[str, int]:
     if profile is None:
         import torch
 
-        profile = exp.choose_profile(None, torch.cuda.is_available())
+        profile = exp.choose_profile(None, torch.cuda.is_available(), gpus=torch.cuda.device_count())
     else:
         exp.choose_profile(profile, False)  # refuses an unknown profile, naming those there are
     return profile, int(exp.profiles[profile]["steps"]["repeats"])
