@@ -43,8 +43,10 @@ def register(sub) -> None:
                    help="where stored calibrations are looked for, and a new one is stored")
     p.add_argument("--batches", metavar="B1,B2,...",
                    help="measure each of these batch sizes on one built model, in turn (replaces --batch); "
-                        "the weights carry on from one configuration to the next (bench/multi.py)")
-    p.add_argument("--seqs", metavar="T1,T2,...", help="the same for sequence lengths (replaces --seq)")
+                        "the weights carry on from one configuration to the next "
+                        "(bench/multi.py; default: --batch alone)")
+    p.add_argument("--seqs", metavar="T1,T2,...",
+                   help="the same for sequence lengths (replaces --seq; default: --seq alone)")
     p.add_argument("--out", metavar="FILE.json", help="write the JSON record here; '-' prints it on stdout "
                                                       "(default: only the table); with several configurations, "
                                                       "one file each: FILE.batchB-seqT.json")
