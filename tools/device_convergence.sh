@@ -12,9 +12,7 @@ set -uo pipefail
 export PYTHONPATH=. PYTHONUNBUFFERED=1 ZO2BENCH_GIT_DIRTY=${ZO2BENCH_GIT_DIRTY:-0}
 export ZO2BENCH_CACHE=${ZO2BENCH_CACHE:-/tmp/zo2bench-cache}
 [ $# -eq 2 ] || { echo "usage: $0 SECONDS PROFILE" >&2; exit 2; }
-[[ "${ZO2BENCH_GIT_COMMIT:-}" =~ ^[0-9a-f]{40}$ ]] || {
-  echo "$0: set ZO2BENCH_GIT_COMMIT to the caller's commit (40 hex digits): the rows must name their code" >&2; exit 2; }
-echo "rows will name commit $ZO2BENCH_GIT_COMMIT (dirty=$ZO2BENCH_GIT_DIRTY)"
+source tools/device_commit.sh  # the commit the rows name: a carried bundle, or the sha written out
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 start=$(date +%s); budget=$(( $1 - 30 )); profile=$2
 [ "$budget" -gt 0 ] || { echo "SECONDS must exceed 30" >&2; exit 2; }

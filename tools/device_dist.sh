@@ -4,11 +4,12 @@
 # $OUT/gpu_scaling-rows.tgz every minute and once more at the end, before the call's limit (a call that
 # overruns loses $OUT). A cell cut off by the deadline leaves no row; unpack the tgz into results/ here and
 # call again: the sweep resumes where it stopped.
-#   ZO2BENCH_GIT_COMMIT=$(git rev-parse HEAD) bash tools/device_dist.sh            # gpu2, 540 s
+#   ZO2BENCH_GIT_COMMIT=<sha, written out> bash tools/device_dist.sh            # gpu2, 540 s
 #   ZO2BENCH_GIT_COMMIT=... PROFILE=gpu4 SECONDS_LEFT=540 bash tools/device_dist.sh # the 4-GPU host
 #   SKIP_TESTS=1 ...                                                                # the series alone
 # Unpack on the workstation: tar xzf gpu_scaling-rows.tgz   (from the repository root: results/gpu_scaling/...)
 set -uo pipefail
+source tools/device_commit.sh  # the commit the rows name: a carried bundle, or the sha written out
 START=$(date +%s)
 BUDGET=${SECONDS_LEFT:-540}           # s from the start by which the last pack has happened (call limit 570)
 PROFILE=${PROFILE:-gpu2}

@@ -2,7 +2,7 @@
 # Issue 10 on the GPU machine (device tool): the GPU tier,
 # a stored baseline, a real regression caught, reruns of unchanged code; each step's outputs packed into
 # $OUT/regression.tgz, a summary printed last.
-#   ZO2BENCH_GIT_COMMIT=$(git rev-parse HEAD) bash tools/device_regression.sh SECONDS STEP...
+#   bash tools/device_regression.sh SECONDS STEP...        (carry: [".regression/repo.bundle"])
 # STEP: tier | baseline | memory (the memory series again, all cells, into results/) |
 #       slow-ab (branch regress/slow-prefetch0, the engine's streaming made serial: the session's default
 #       A/B against the baseline's commit, then its rows against the stored baseline, time gated) |
@@ -11,20 +11,8 @@
 set -uo pipefail
 export PYTHONPATH=. PYTHONUNBUFFERED=1 ZO2BENCH_GIT_DIRTY=${ZO2BENCH_GIT_DIRTY:-0}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT/r"
-# An A/B checks commits out, and the device tool carries no .git: carry a bundle of the branches instead,
-#   git bundle create .regression/repo.bundle main regress/slow-prefetch0   (carry: [".regression/repo.bundle"])
-# and this makes the copied tree a repository at main again, its files untouched.
-git config --global --add safe.directory '*'
-if [ -f .regression/repo.bundle ]; then  # (a machine may hold a stale .git of its own: fetch into it)
-  [ -d .git ] || git init -q
-  git fetch -q --update-head-ok .regression/repo.bundle '+refs/heads/*:refs/heads/*' && git symbolic-ref HEAD refs/heads/main \
-    && git reset -q && git status --short --untracked-files=no | head -5 && git log --oneline -1
-  # the rows name the commit the bundle says this tree is, and say dirty if the files differ from it
-  ZO2BENCH_GIT_COMMIT=$(git rev-parse HEAD)
-  [ -z "$(git status --porcelain --untracked-files=no)" ] && ZO2BENCH_GIT_DIRTY=0 || ZO2BENCH_GIT_DIRTY=1
-  export ZO2BENCH_GIT_COMMIT ZO2BENCH_GIT_DIRTY
-fi
-echo "rows will name commit ${ZO2BENCH_GIT_COMMIT:-?} (dirty=${ZO2BENCH_GIT_DIRTY})"
+# An A/B checks commits out: carry a bundle of main and the branches it needs (tools/device_commit.sh)
+source tools/device_commit.sh
 start=$(date +%s); deadline=$(( start + $1 )); shift
 pack() { tar czf "$OUT/regression.tgz" -C "$OUT" r && rm -rf "$OUT/r"; }
 need() { case "$1" in tier) echo 150;; memory) echo 230;; baseline) echo 200;; *) echo 420;; esac; }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Series re-run on the GPU machine (device tool), joined across calls by the sweep's resumption.
-#   ZO2BENCH_GIT_COMMIT=$(git rev-parse HEAD) bash tools/device_series.sh SECONDS [--gpu-tests] SERIES...
+#   ZO2BENCH_GIT_COMMIT=<sha, written out> bash tools/device_series.sh SECONDS [--gpu-tests] SERIES...
 # Runs the GPU test tier first if asked, then each series' gpu profile until SECONDS have passed (a cell
 # cut off leaves no row and runs again next time), and packs the series' rows into $OUT/results.tgz.
 set -uo pipefail
+source tools/device_commit.sh  # the commit the rows name: a carried bundle, or the sha written out
 export PYTHONPATH=. PYTHONUNBUFFERED=1 ZO2BENCH_GIT_DIRTY=${ZO2BENCH_GIT_DIRTY:-0}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 deadline=$(( $(date +%s) + $1 )); shift

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 13 on one H100 (device tool, one call of at most 570 s): deferred write-back side by side with K = 1.
-#   ZO2BENCH_GIT_COMMIT=$(git rev-parse HEAD) bash tools/device_speed.sh      (writes under $OUT)
+#   ZO2BENCH_GIT_COMMIT=<sha, written out> bash tools/device_speed.sh      (writes under $OUT)
 # One calibration, then bench-step for OPT-1.3B (untied head) fp16 T 2048: zo2 batch 1 with K = 1, the K that
 # the K = 1 record suggests (bench/writeback.py: calibrated link, replay cost measured in that run) and K = 4;
 # zo2 batch 8 with K = 1 and 4; mezo batch 1; zo2 batch 1 K = 1 again (drift within the run). Then the GPU
@@ -9,6 +9,7 @@
 # Every phase is bounded by the deadline and the records are packed into $OUT/speed.tgz after each one, so
 # whatever finished comes back even if the call is cut short. Expected: ~4 min of benches, ~3 min of tests.
 set -uo pipefail
+source tools/device_commit.sh  # the commit the rows name: a carried bundle, or the sha written out
 export PYTHONPATH=. PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT/speed"
 D="$OUT/speed"

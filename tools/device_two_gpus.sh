@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # --device cuda:N on a machine of several GPUs (device tool, nvidia-h100-x2): the GPU tier's two-GPU test,
 # and run / bench-step / calibrate / a sweep cell on cuda:1, each record checked for the GPU it names.
-#   ZO2BENCH_GIT_COMMIT=$(git rev-parse HEAD) bash tools/device_two_gpus.sh
+#   ZO2BENCH_GIT_COMMIT=<sha, written out> bash tools/device_two_gpus.sh
 set -uo pipefail
+source tools/device_commit.sh  # the commit the rows name: a carried bundle, or the sha written out
 export PYTHONPATH=. PYTHONUNBUFFERED=1 ZO2BENCH_GIT_DIRTY=${ZO2BENCH_GIT_DIRTY:-0}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=index,name,uuid,pci.bus_id --format=csv,noheader
