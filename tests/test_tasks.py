@@ -88,10 +88,25 @@ def test_negation_is_only_in_the_sentiment_clause_and_glossaries_follow_the_rule
         assert text.startswith("overall : ") and text.endswith(" .")
         for item in text[len("overall : "):-2].split(" ; "):
             *neg, adj, word = item.split()
-            assert word == ("good" if lex.polarity[adj] * (-1 if neg else 1) > 0 else "bad")
+            assert word == ("great" if lex.polarity[adj] * (-1 if neg else 1) > 0 else "terrible")
     kinds = [L.corpus_document(rng, lex).split()[:2] for _ in range(2000)]
     share = sum(k == ["overall", ":"] for k in kinds) / len(kinds)
     assert abs(share - L.GLOSSARY_SHARE) < 0.03
+
+
+def test_the_pretraining_corpus_never_holds_the_label_words_or_the_prompts_frame(data):
+    """Pretrained on a corpus that pairs each polarity with the classification task's label words, ladder-128x4
+    labelled 92% of dev reviews before fine-tuning (issue 11): nothing was left to converge to. The label words
+    and "answer :" must be new to every pretrained model, so that fine-tuning starts at chance."""
+    label_words = {w.strip() for w in S.LABEL_WORDS}
+    absent = label_words | (set(S.PROMPT_END.split()) - {":"})
+    assert absent <= set(L.CORPUS_ABSENT) and not absent & {"great", "terrible"}
+    tok = data.tokenizer
+    stream = S.corpus_tokens(SMALL, tok, 200_000)
+    seen = {tok.tok.id_to_token(i) for i in set(stream)}
+    assert not seen & set(L.CORPUS_ABSENT), sorted(seen & set(L.CORPUS_ABSENT))
+    assert {"great", "terrible", "overall", "short"} <= seen   # the corpus still states polarities, in its words
+    assert all(w in tok.tok.get_vocab() for w in label_words)  # the label words are tokens all the same
 
 
 def test_splits_share_no_prompt_and_the_pool_is_balanced(data):
