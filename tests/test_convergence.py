@@ -327,7 +327,8 @@ def test_runs_on_two_data_versions_are_never_mixed(tmp_path):
     t = cv.tables(tmp_path / "results", "conv")
     assert sorted(t["runs"]["profile"].unique()) == ["gpu (data 95563291)", "gpu (data v5-42915d5c)"]
     tg = t["targets"].set_index("profile")["target"]
-    assert tg["gpu (data 95563291)"] == pytest.approx(0.9 * 0.99) and tg["gpu (data v5-42915d5c)"] == pytest.approx(0.81)
+    assert tg["gpu (data 95563291)"] == pytest.approx(0.9 * 0.99)
+    assert tg["gpu (data v5-42915d5c)"] == pytest.approx(0.81)
     for r in (json.loads(line) for line in f.read_text().splitlines()[:2]):   # one data version alone: plain name
         results.append_row(tmp_path / "one" / "conv" / "h100" / "a.jsonl", r)
     assert set(cv.load(tmp_path / "one", "conv")["profile"]) == {"gpu"}
