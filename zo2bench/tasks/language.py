@@ -22,8 +22,9 @@ word lists (14%; 60% followed by "backwards :" and the list reversed) and plain 
 pretrained model thus knows the words, the polarities, reading a fact back and reversing a list, each in a
 wording close to, but not the same as, the fine-tuning prompts' (as OPT has read reviews, but not MeZO's
 "It was great/terrible" template). The classification task's label words (synthetic.LABEL_WORDS, "good" and
-"bad") and its "answer :" are never in the corpus (CORPUS_ABSENT): a pretrained model cannot know which label
-word means which polarity, so fine-tuning starts at chance on every ladder size and has something to learn.
+"bad") are, in the corpus, neutral adjectives without sentiment (NEUTRAL_LABEL_WORDS), and its "answer" is never
+in it (CORPUS_ABSENT): a pretrained model cannot know which label word goes with which polarity, so fine-tuning
+starts at chance on every ladder size and has something to learn.
 
 Randomness comes only from `Rng`, which draws through random.Random.random() alone: Python guarantees
 that sequence for a seed across versions and platforms, so every machine generates the same data.
@@ -45,10 +46,14 @@ FUNCTION_WORDS = (
 PUNCTUATION = (".", ",", "?", ":", ";", "!")
 NEGATIONS = ("not", "never")
 LABEL_ADJECTIVES = {"positive": "great", "negative": "terrible"}   # the corpus's own polarity words
-# Words the pretraining corpus never emits: the classification task's label words and its "answer" (tests check
-# it). With good/bad in the glossaries and summaries (generator version 4), ladder-128x4 labelled 92% of dev
-# reviews before fine-tuning on the H100 (ladder-64x2 67%): its steps to target were 0 (issue 11).
-CORPUS_ABSENT = ("good", "bad", "answer", "question")
+# The classification task's label words are words without sentiment in the corpus: neutral adjectives of
+# neutral clauses, independent of a review's polarity, never in a glossary, a summary or after ":" (tests check
+# it). With good/bad as the glossaries' and summaries' polarity words (generator version 4), ladder-128x4
+# labelled 92% of dev reviews before fine-tuning on the H100 (ladder-64x2 67%): its steps to target were 0.
+# Never emitted at all, their logits sank to about -26 nats in pretraining, and fo-adamw spent its 100 steps
+# raising them without learning the labels (dev 47-52% on ladder-64x2 and 128x4; CPU, issue 11).
+NEUTRAL_LABEL_WORDS = ("good", "bad")
+CORPUS_ABSENT = ("answer", "question")   # the prompts' frame ("answer :"): words the corpus never emits
 # The corpus's mix (corpus_document). Reviews followed by a summary are the sentiment rule's supervision in
 # pretraining; glossaries put each adjective's polarity, and negation, next to their evidence. Without
 # glossaries (reviews 40%, summaries 75%) ladder-64x2 and 128x4 still gave every review one label after
@@ -184,8 +189,10 @@ def clause(rng: Rng, lex: Lexicon, sentiment: bool | None = None) -> tuple[list[
         weight = 2
     cls = rng.choice(("positive", "negative")) if sentiment else "neutral"
     adj = rng.choice(lex.words[cls])
-    if sentiment and rng.chance(0.1):  # the label words are words of the language too
+    if sentiment and rng.chance(0.1):  # the corpus's polarity words are words of the language too
         adj = LABEL_ADJECTIVES[cls]
+    elif not sentiment and rng.chance(0.1):
+        adj = rng.choice(NEUTRAL_LABEL_WORDS)
     return subject + words + [adj], sign * weight * lex.polarity.get(adj, 0)
 
 
