@@ -2,6 +2,7 @@
 mezo on one curve, the experiment file and its checks, a micro sweep end to end, and the analysis on rows
 whose law is known."""
 import io
+import json
 import math
 
 import pytest
@@ -12,7 +13,7 @@ from zo2bench.analysis import convergence as cv
 from zo2bench.analysis import convergence_law as law
 from zo2bench.analysis import verdicts as V
 from zo2bench.config import RunConfig
-from zo2bench.convergence import ladder
+from zo2bench.convergence import ladder, plan
 from zo2bench.convergence.energy import EnergyMeter
 from zo2bench.convergence.finetune import Schedule, TaskData, finetune
 from zo2bench.convergence.pretrain import PretrainRecipe, entry_digest, pretrained
@@ -312,3 +313,32 @@ def test_the_analysis_recovers_a_known_law_and_judges_the_claims(tmp_path):
                      (cf.parity, ())):
         text = figures.svg(fn, t, *args)
         assert "<svg" in text and text == figures.svg(fn, t, *args)  # drawn, and the same bytes twice
+
+
+def test_runs_on_two_data_versions_are_never_mixed(tmp_path):
+    """The gpu profile's first rows were made on data whose corpus held the label words (no generator_version in
+    their rows), later ones on version 5: each version gets its own choice and target, under one cell key each."""
+    f = tmp_path / "results" / "conv" / "h100" / "20260101T000000Z.jsonl"
+    old, new = {"digest": "95563291" + "0" * 56}, {"digest": "42915d5c" + "0" * 56, "generator_version": 5}
+    for data, final in ((old, 0.99), (new, 0.9)):
+        for seed in (0, 1):
+            row = _row("ladder-64x2", "fo-adamw", 1e-3, seed, _curve(10, final, 0.01), final)
+            results.append_row(f, {**row, "data": data})   # the same key: only the data tell them apart
+    t = cv.tables(tmp_path / "results", "conv")
+    assert sorted(t["runs"]["profile"].unique()) == ["gpu (data 95563291)", "gpu (data v5-42915d5c)"]
+    tg = t["targets"].set_index("profile")["target"]
+    assert tg["gpu (data 95563291)"] == pytest.approx(0.9 * 0.99)
+    assert tg["gpu (data v5-42915d5c)"] == pytest.approx(0.81)
+    for r in (json.loads(line) for line in f.read_text().splitlines()[:2]):   # one data version alone: plain name
+        results.append_row(tmp_path / "one" / "conv" / "h100" / "a.jsonl", r)
+    assert set(cv.load(tmp_path / "one", "conv")["profile"]) == {"gpu"}
+
+
+def test_synthetic_cells_name_their_data_version_in_the_key():
+    """A new generator version gives new keys: the sweep runs those cells again instead of keeping old-data rows."""
+    from zo2bench.tasks.synthetic import GENERATOR_VERSION
+
+    cells = spec.load("experiments/convergence_scaling.toml").cells("cpu")
+    assert all(c.key.endswith(f":data={plan.synthetic_version({})}") for c in cells)
+    assert plan.synthetic_version({}).startswith(f"v{GENERATOR_VERSION}-")
+    assert plan.synthetic_version({"seed": 1}) != plan.synthetic_version({})

@@ -16,6 +16,10 @@ Rules, stated once:
 - learned: whether the reference's mean final dev metric beats its own before training by more than
   1/sqrt(dev examples) (two standard errors of a mean of values in [0, 1]); where it does not, the target
   may lie below where the runs start (reached at step 0) and 4.2's ratio compares two guesses (left out);
+- data: runs on different data (the rows' data digests: a new generator version of the synthetic data, another
+  recipe, other files) are never mixed in one choice, target or fit. Where one machine and profile hold runs
+  of more than one data version, each version's runs form a group of their own: its profile reads
+  "gpu (data v5-42915d5c)" (rows from before generator_version was recorded: the digest alone);
 - to target: the first dev evaluation at or above the target: its step, the training wall time and GPU energy
   up to it (evaluation excluded; energy None without a GPU). A run that never gets there is censored
   (reached = False), never given a number. Step resolution is the run's eval_every.
@@ -34,7 +38,7 @@ from zo2bench import results
 from zo2bench.analysis.evidence import Provenance
 
 SERIES = "convergence_scaling"
-GROUP = ["machine_id", "profile", "model", "task", "k"]   # profiles differ in steps and grids: never mixed
+GROUP = ["machine_id", "profile", "model", "task", "k"]   # profiles (and data versions: load()) never mixed
 METHOD = GROUP + ["mode"]
 POINT = METHOD + ["lr", "eps"]
 
@@ -61,8 +65,22 @@ def _rows(results_dir, series: str) -> list[tuple[dict, str, int]]:
                         continue  # a torn line: the sweep sets it aside on its next run
                     if isinstance(row, dict) and "convergence" in row:
                         order += 1
-                        out[(row.get("machine_id"), row.get("key"))] = (row, str(f), n)
+                        out[(row.get("machine_id"), row.get("key"), data_version(row))] = (row, str(f), n)
     return list(out.values())
+
+
+def data_version(row: dict) -> str:
+    """The data a row's run was made on: "v<generator version>-<digest, 8 hex>" for the synthetic data (the
+    digest alone in rows that predate the recorded version), "files-<8 hex>" for data from files."""
+    from zo2bench.tasks.cache import digest
+
+    d = row.get("data") or {}
+    if d.get("digest"):
+        v = d.get("generator_version")
+        return f"v{v}-{d['digest'][:8]}" if v is not None else d["digest"][:8]
+    if d.get("files_sha256"):
+        return "files-" + digest(d["files_sha256"])[:8]
+    return "unknown"
 
 
 def load(results_dir: str | Path = "results", series: str = SERIES) -> pd.DataFrame:
@@ -79,6 +97,7 @@ def load(results_dir: str | Path = "results", series: str = SERIES) -> pd.DataFr
         commit, dirty = fp.get("git_commit"), fp.get("git_dirty")
         lines.append({
             "machine_id": row.get("machine_id"), "gpu": fp.get("gpu"), "profile": row.get("profile"),
+            "profile_name": row.get("profile"), "data": data_version(row),
             "key": row.get("key"), "model": cell["model"], "n_params": row.get("n_params"), "task": cell["task"],
             "k": cell["k"], "mode": cell["mode"], "lr": cell["lr"], "eps": cell.get("eps"),
             "seed": row["config"]["seed"], "dtype": cell["dtype"], "batch": cell["batch"], "metric": metric,
@@ -97,6 +116,9 @@ def load(results_dir: str | Path = "results", series: str = SERIES) -> pd.DataFr
     df = pd.DataFrame(lines)
     if len(df):
         df["eps"] = df["eps"].astype(float)  # NaN for backprop: a grouping value like any other
+        # every choice, target, fit and report section is per (machine, profile): one data version in each
+        mixed = df.groupby(["machine_id", "profile_name"])["data"].transform("nunique") > 1
+        df["profile"] = df["profile_name"].where(~mixed, df["profile_name"] + " (data " + df["data"] + ")")
     return df
 
 

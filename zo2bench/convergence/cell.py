@@ -7,7 +7,7 @@ repeat's) and the cell's settings (convergence/plan.py: task, k, data and pretra
 The row adds:
     "pretrained": {name, digest, weights_sha256, built_now, train_s, heldout_loss, tokens, ...}; None for a
                   task with files (convergence/files.py), whose model directory is fine-tuned as it is
-    "data": {digest, tokenizer_sha256, train_examples (the k-shot set's size)}, or for files
+    "data": {digest, generator_version, tokenizer_sha256, train_examples (the k-shot set's size)}, or for files
             {files, files_sha256, template, train_examples}
     "finetune": {steps_run, diverged_at_step, train_loss (every step), dev_curve, test, final_params_sha256,
                  build_seconds, truncated_examples, schedule}
@@ -62,7 +62,7 @@ def _run(cfg: RunConfig, s: dict, emit) -> dict:
     from zo2bench.probes.torchmem import read_peak, reset_peak
     from zo2bench.tasks.cache import file_sha256
     from zo2bench.tasks.examples import k_shot
-    from zo2bench.tasks.synthetic import DataRecipe, build
+    from zo2bench.tasks.synthetic import GENERATOR_VERSION, DataRecipe, build
 
     task = s["task"]
     spec = (s.get("files") or {}).get(task)
@@ -89,7 +89,8 @@ def _run(cfg: RunConfig, s: dict, emit) -> dict:
         train = k_shot(data.split(task, "train"), s["shots"], cfg.seed)
         task_data = TaskData(train, data.split(task, "dev")[:s["dev_examples"]],
                              data.split(task, "test")[:s["test_examples"]], data.tokenizer)
-        data_info = {"digest": data.digest, "tokenizer_sha256": file_sha256(data.path / "tokenizer.json")}
+        data_info = {"digest": data.digest, "generator_version": GENERATOR_VERSION,
+                     "tokenizer_sha256": file_sha256(data.path / "tokenizer.json")}
         model_dir = str(pre.path)
     schedule = Schedule(eval_every=s["eval_every"], eval_batch=s["eval_batch"])
     energy = EnergyMeter(cfg.device)

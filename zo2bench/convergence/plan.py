@@ -201,6 +201,15 @@ def _real_models(grid: dict, file: str) -> None:
                                        "tokenizer.json (relative to where the sweep runs)")
 
 
+def synthetic_version(recipe: dict) -> str:
+    """The synthetic data's version in a cell's key: "v<generator version>-<recipe digest, 8 hex>". A new
+    generator (or recipe) gives new keys, so the sweep runs every cell again on the new data instead of
+    taking rows made with the old data as recorded; the analysis keeps the two apart by the rows' digests."""
+    from zo2bench.tasks.synthetic import GENERATOR_VERSION, DataRecipe
+
+    return f"v{GENERATOR_VERSION}-{DataRecipe.from_dict(recipe).digest()[:8]}"
+
+
 def cells(experiment, profile: str, models: list[str], *, make_cell) -> list:
     """The profile's cells for `models` (the grid's, already narrowed by --only-models in spec.py);
     `make_cell` is experiments.spec.Cell, passed in so that this package (below the sweep) never imports
@@ -214,11 +223,12 @@ def cells(experiment, profile: str, models: list[str], *, make_cell) -> list:
     shared = {k: s[k] for k in ("dev_examples", "test_examples", "eval_batch", "target_fraction",
                                 "target_reference", "pretrain", "data", "files")}
     out = []
+    data = () if s.get("files") else (("data", synthetic_version(s["data"])),)
     for model, task, k, mode in itertools.product(models, s["tasks"], s["shots"], modes):
         m = s["modes"][mode]
         for dtype, batch, seq, lr, eps in itertools.product(grid["dtypes"], grid["batches"], grid["seqs"],
                                                             m["lrs"], m.get("eps", [None])):
-            extra = (("task", task), ("k", k), ("lr", lr)) + ((("eps", eps),) if eps is not None else ())
+            extra = (("task", task), ("k", k), ("lr", lr)) + ((("eps", eps),) if eps is not None else ()) + data
             settings = {**shared, "task": task, "shots": k, "eval_every": m["eval_every"],
                         "lr_grid": m["lrs"], "eps_grid": m.get("eps")}
             for r in range(m["repeats"]):

@@ -4,9 +4,11 @@ test metrics over seeds, formula 4.1 fitted and checked, and the verdicts on 4.1
     t = cv.tables("results")                          # analysis/convergence.py (rows of convergence_scaling)
     blocks(t, docs, figs)                             # render.Block list for the page "convergence_scaling"
 
-One section per machine and profile (profiles differ in steps and grids: never mixed). Without rows the page
-says the series was not measured, and still shows what needs no row: formula 4.1 against its own table, and
-the claims as "not tested here". Tables only lay out the analysis's frames: every number comes from there.
+One section per machine and profile (profiles differ in steps and grids: never mixed), and per data
+version where a profile's rows were made on more than one (analysis/convergence.py: "gpu (data v5-42915d5c)").
+Without rows the page says the series was not measured, and still shows what needs no row: formula 4.1
+against its own table, and the claims as "not tested here". Tables only lay out the analysis's frames: every
+number comes from there.
 """
 from __future__ import annotations
 
@@ -47,6 +49,12 @@ def blocks(t: dict, docs, figs) -> list:
     return out
 
 
+def _data_note(mine) -> str:
+    versions = sorted(mine["data"].unique()) if "data" in mine else []
+    return (f" Data: {', '.join(versions)} (the synthetic data's generator version and digest; the digest alone "
+            "in rows made before the version was recorded)." if versions else "")
+
+
 def _section(t, machine, profile, docs, figs) -> list:
     runs = t["runs"]
     mine = runs[(runs["machine_id"] == machine) & (runs["profile"] == profile)]
@@ -56,7 +64,7 @@ def _section(t, machine, profile, docs, figs) -> list:
            _b("text", f"{len(mine)} fine-tuning runs (ok) on {gpu or 'no GPU'}: {', '.join(models)}; tasks "
                       f"{', '.join(sorted(mine['task'].unique()))}; modes {', '.join(sorted(mine['mode'].unique()))}; "
                       f"seeds {', '.join(str(s) for s in sorted(mine['seed'].unique()))}. "
-                      + ct.trust_note(mine))]
+                      + ct.trust_note(mine) + _data_note(mine))]
     tg = ct.pick(t["targets"], machine, profile)
     for (task, k), _ in mine.groupby(["task", "k"]):
         name = f"{machine}-{profile}-{task}-k{k}"
