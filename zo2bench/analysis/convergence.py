@@ -19,7 +19,7 @@ Rules, stated once:
 - data: runs on different data (the rows' data digests: a new generator version of the synthetic data, another
   recipe, other files) are never mixed in one choice, target or fit. Where one machine and profile hold runs
   of more than one data version, each version's runs form a group of their own: its profile reads
-  "gpu (data v5-42915d5c)" (rows from before generator_version was recorded: the digest alone);
+  "gpu (data v4-<digest>)" (rows from before generator_version was recorded: the digest alone);
 - to target: the first dev evaluation at or above the target: its step, the training wall time and GPU energy
   up to it (evaluation excluded; energy None without a GPU). A run that never gets there is censored
   (reached = False), never given a number. Step resolution is the run's eval_every.
