@@ -156,3 +156,32 @@ def test_crossover_of_the_analysis_agrees_with_the_generating_model(analysis):
     assert tok == pytest.approx(true_batch * 2048, rel=0.15)
     assert lo <= tok <= hi and math.isfinite(hi)
     assert fit.calibration is not None
+
+
+def test_rows_with_deferred_write_back_get_their_own_floor_and_stay_out_of_the_time_fits(tmp_path):
+    """A zo2 row run with writeback_every = K > 1 moves a K-th of the offload: the throughput table gives it the
+    deferred floor, and the step-time fits (every block both ways every step) leave it out, saying so."""
+    import json
+
+    from zo2bench.report import fit_tables
+
+    write(tmp_path)
+    f = next((tmp_path / "throughput_scaling" / MACHINE).glob("*.jsonl"))
+    rows = [json.loads(line) for line in f.read_text().splitlines()]
+    base = next(r for r in rows if r["cell"]["mode"] == "zo2" and r["cell"]["batch"] == 1 and r["cell"]["seq"] == 2048)
+    k4 = json.loads(json.dumps(base))
+    k4["key"] += ":k4"
+    k4["config"]["writeback_every"] = 4
+    with open(f, "a") as out:
+        out.write(json.dumps(k4) + "\n")
+    res = load.load(tmp_path)
+    a = scaling.analyse(res, MACHINE)
+    assert any("deferred write-back" in n and n.startswith("1 zo2 row") for n in a.notes)
+    table = fit_tables.throughput_measured(a, "throughput_scaling")
+    text = [tuple(c.text for c in r) for r in table.rows]
+    mine = [r for r in text if r[:4] == (base["cell"]["model"], "zo2", "1", "2048")]
+    assert len(mine) == 2
+    floors = [r[7] for r in mine]
+    assert any("write-back 1/4" in x for x in floors) and any("write-back" not in x for x in floors)
+    k1_floor, k4_floor = (float(x.split()[0]) for x in sorted(floors, key=lambda x: "write-back" in x))
+    assert k4_floor < k1_floor  # less moved per step: a lower transfer floor

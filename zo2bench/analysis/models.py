@@ -80,6 +80,7 @@ class Shape:
     batch: int
     seq: int
     resident_blocks: int = 0      # zo2: decoder blocks kept on the GPU instead of streamed
+    writeback_every: int = 1      # zo2: a streamed block goes back to host memory every this many visits
 
     @classmethod
     def from_row(cls, row) -> Shape:
@@ -87,8 +88,9 @@ class Shape:
         cell = row.get("cell") or {}
         mode = cell.get("mode")
         resident = (row.get("offload", "resident_blocks") or 0) if mode == "zo2" else 0
+        k = (row.get("config", "writeback_every") or 1) if mode == "zo2" else 1
         return cls(catalog.get(cell.get("model")), mode, cell.get("dtype"), int(cell.get("batch")),
-                   int(cell.get("seq")), int(resident))
+                   int(cell.get("seq")), int(resident), int(k))
 
     def replace(self, **kw) -> Shape:
         return dataclasses.replace(self, **kw)

@@ -151,6 +151,11 @@ def analyse(results, machine: str) -> MachineAnalysis:
     else:
         cal = cal_row.data
         zo_rows = [r for r in rows if (r.get("cell") or {}).get("mode") in ("zo2", "mezo")]
+        deferred = [r for r in zo_rows if (r.get("config", "writeback_every") or 1) > 1]
+        if deferred:  # the time models' transfer term is every block both ways, every step
+            notes.append(f"{len(deferred)} zo2 row(s) with deferred write-back (writeback_every > 1) are left out of "
+                         "the step-time fits, whose transfer term moves every block both ways every step")
+            zo_rows = [r for r in zo_rows if r not in deferred]
         pts = _points(zo_rows, step_time, notes)
         for m in TIME_MODELS.values():
             f = _fit_all([m], pts, "step_time_s", "s", machine, cal)

@@ -169,7 +169,11 @@ def throughput_measured(a, series: str | None = None) -> Table:
         if t is None:
             continue
         s = Shape.from_row(r)
-        floor = fl.floors(s.spec, s.batch, s.seq, s.mode, s.dtype, cal, s.resident_blocks) if cal else None
+        floor = fl.floors(s.spec, s.batch, s.seq, s.mode, s.dtype, cal, s.resident_blocks,
+                          writeback_every=s.writeback_every) if cal else None
+        if floor and s.writeback_every > 1:  # the row ran deferred write-back: its floor is the deferred one
+            floor = {**floor, "floor_s": floor["floor_deferred_s"], "binds": f"{floor['binds']}, write-back 1/"
+                     f"{s.writeback_every}"}
         q1, q3 = r.get("step_time_s", "q1"), r.get("step_time_s", "q3")
         gbps = 2 * s.streamed_bytes / t / 1e9 if s.streamed_bytes else None
         e = energy_per_token(r)
