@@ -58,14 +58,26 @@ def resolve(repo, ref: str) -> str:
 
 
 @contextlib.contextmanager
-def checkout(repo, commit: str, where: Path):
-    """A detached worktree of `commit` at `where` for the block's length, removed after it (also on error)."""
+def checkout(repo, commit: str, where: Path, keep: bool = False, stream=None):
+    """A detached worktree of `commit` at `where` for the block's length, removed after it (also on error)
+    unless `keep`."""
     git(repo, "worktree", "add", "--detach", str(where), commit)
     try:
         yield where
     finally:
-        git(repo, "worktree", "remove", "--force", str(where), check=False)
-        git(repo, "worktree", "prune", check=False)
+        if keep:
+            print(f"zo2bench ab: kept the worktree of {commit[:12]} at {where}", file=stream or sys.stderr)
+        else:
+            git(repo, "worktree", "remove", "--force", str(where), check=False)
+            git(repo, "worktree", "prune", check=False)
+
+
+def commit_env(tree: Path, commit: str) -> dict:
+    """The environment that runs `commit`'s code from its worktree and names it in the records."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
+    env.update(ZO2BENCH_GIT_COMMIT=commit, ZO2BENCH_GIT_DIRTY="0")
+    return env
 
 
 def _toml_value(v) -> str:
@@ -135,20 +147,14 @@ def run_ab(repo, base: str, head: str = "HEAD", experiment: str = "experiments/r
     tmp = Path(tempfile.mkdtemp(prefix="zo2bench-ab-"))
     try:
         with contextlib.ExitStack() as trees_open:
-            trees = {side: trees_open.enter_context(checkout(repo, commit, tmp / side)) if not keep_worktrees
-                     else _keep(repo, commit, tmp / side, stream) for side, (_, commit) in sides.items()}
+            trees = {side: trees_open.enter_context(checkout(repo, commit, tmp / side, keep_worktrees, stream))
+                     for side, (_, commit) in sides.items()}
             return _rounds(sides, trees, experiment, profile, rounds, out_dir, command, repo, tmp, stream)
     finally:
         if not keep_worktrees:
             import shutil
 
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _keep(repo, commit: str, where: Path, stream) -> Path:
-    git(repo, "worktree", "add", "--detach", str(where), commit)
-    print(f"zo2bench ab: keeping the worktree of {commit[:12]} at {where}", file=stream)
-    return where
 
 
 def _rounds(sides, trees, experiment, profile, rounds, out_dir, command, repo, tmp, stream) -> dict:
@@ -181,9 +187,7 @@ def _run_side(command, tree: Path, side: str, k: int, commit: str, round_file: P
     fill = {"python": sys.executable, "file": str(round_file), "profile": profile, "results_dir": str(results_dir),
             "side": side, "round": str(k), "commit": commit}
     argv = [part.format(**fill) for part in command]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
-    env.update(ZO2BENCH_GIT_COMMIT=commit, ZO2BENCH_GIT_DIRTY="0")
+    env = commit_env(tree, commit)
     stream.flush()
     # the series' stdout joins our stderr, so that `zo2bench ab --format json > file` stays clean
     rc = subprocess.run(argv, cwd=tree, env=env, stdout=sys.stderr.fileno() if _has_fd(sys.stderr) else None).returncode

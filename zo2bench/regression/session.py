@@ -135,10 +135,9 @@ def _pytest_benchmark(path, storage: Path, json_out: Path, extra: list[str], log
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(path), "--benchmark-only",
             f"--benchmark-storage=file://{storage.resolve()}", f"--benchmark-json={json_out.resolve()}",
             "--benchmark-columns=median,iqr,rounds", *extra]
-    env = dict(os.environ)
-    if tree is not None:  # that commit's code, named in its records
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
-        env.update(ZO2BENCH_GIT_COMMIT=commit or "", ZO2BENCH_GIT_DIRTY="0")
+    from zo2bench.regression.ab import commit_env
+
+    env = commit_env(tree, commit) if tree is not None else None  # that commit's code, named in its records
     say("microbenchmarks" + (f" of {commit[:12]}" if commit else "") + ":", " ".join(args[2:]))
     proc = subprocess.run(args, capture_output=True, text=True, cwd=tree, env=env)
     log = proc.stdout + proc.stderr
