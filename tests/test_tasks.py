@@ -88,10 +88,40 @@ def test_negation_is_only_in_the_sentiment_clause_and_glossaries_follow_the_rule
         assert text.startswith("overall : ") and text.endswith(" .")
         for item in text[len("overall : "):-2].split(" ; "):
             *neg, adj, word = item.split()
-            assert word == ("good" if lex.polarity[adj] * (-1 if neg else 1) > 0 else "bad")
+            assert word == ("great" if lex.polarity[adj] * (-1 if neg else 1) > 0 else "terrible")
     kinds = [L.corpus_document(rng, lex).split()[:2] for _ in range(2000)]
     share = sum(k == ["overall", ":"] for k in kinds) / len(kinds)
     assert abs(share - L.GLOSSARY_SHARE) < 0.03
+
+
+def test_the_pretraining_corpus_never_ties_the_label_words_to_a_polarity(data):
+    """Pretrained on a corpus whose glossaries and summaries said good/bad for the polarities, ladder-128x4
+    labelled 92% of dev reviews before fine-tuning (issue 11): nothing was left to converge to. The label words
+    may appear only as neutral adjectives of neutral clauses (never in a glossary, a summary, a sentiment clause
+    or after ":"), and "answer" never: which label word goes with which polarity is new to every model."""
+    label_words = {w.strip() for w in S.LABEL_WORDS}
+    assert label_words == set(L.NEUTRAL_LABEL_WORDS) and "answer" in L.CORPUS_ABSENT
+    assert not label_words & set(L.LABEL_ADJECTIVES.values())
+    lex = L.lexicon(SMALL.language)
+    rng = L.Rng(5)
+    docs = [L.corpus_document(rng, lex) for _ in range(3000)]
+    words = [w for d in docs for w in d.split()]
+    assert not set(words) & set(L.CORPUS_ABSENT)
+    assert all(words.count(w) > 20 for w in label_words)   # emitted (their logits stay alive), but neutral:
+    for d in docs:
+        toks = d.split()
+        for i, w in enumerate(toks):
+            if w in label_words:
+                assert toks[i - 1] in ("is", "was", "very"), d   # a predicate "the X is [very] good" ...
+                assert not any(t in L.NEGATIONS for t in toks[max(0, i - 2):i]), d   # never negated ...
+                assert not d.startswith("overall :") and toks[i + 1] in (".", ";", "!", "and", "but"), d
+    for _ in range(300):   # ... and in reviews independent of the polarity: never the sentiment clause
+        text, pol = L.review(rng, lex)
+        clauses = [c for c in text.replace(" but ", " and ").removesuffix(" .").split(" and ")]
+        assert all(c.split()[-1] not in label_words or c.split()[-1] in label_words and
+                   not any(t in lex.polarity for t in c.split()) for c in clauses)
+    seen = {data.tokenizer.tok.id_to_token(i) for i in set(S.corpus_tokens(SMALL, data.tokenizer, 100_000))}
+    assert label_words <= seen and not seen & set(L.CORPUS_ABSENT)
 
 
 def test_splits_share_no_prompt_and_the_pool_is_balanced(data):

@@ -15,13 +15,17 @@ Sentiment follows a rule with negation: a review has one sentiment clause, "the 
 among neutral clauses; its adjective counts +1 or -1 (the label words "great" and "terrible" among them,
 for a tenth of the sentiment clauses), "very" doubles it and "not"/"never" flip it; the label is the sign.
 Adjectives before nouns and in the neutral clauses carry no sentiment, and only the sentiment clause is
-ever negated. The pretraining corpus mixes five kinds of documents: glossaries (20%; "overall : fesodi good
-; not vusa good ."), reviews (40%; nine in ten followed by "in short : good/bad ." or "overall it was
-great/terrible ."), fact passages (16%; 60% followed by questions in a template other than the QA task's),
+ever negated. The pretraining corpus mixes five kinds of documents: glossaries (20%; "overall : fesodi great
+; not vusa great ."), reviews (40%; nine in ten followed by "in short : great/terrible ." or "overall it
+was great/terrible ."), fact passages (16%; 60% followed by questions in a template other than the QA task's),
 word lists (14%; 60% followed by "backwards :" and the list reversed) and plain stories (10%). A
 pretrained model thus knows the words, the polarities, reading a fact back and reversing a list, each in a
 wording close to, but not the same as, the fine-tuning prompts' (as OPT has read reviews, but not MeZO's
-"It was great/terrible" template).
+"It was great/terrible" template). The classification task's label words (synthetic.LABEL_WORDS, "good" and
+"bad") are, in the corpus, neutral adjectives without sentiment (NEUTRAL_LABEL_WORDS), and its "answer" is never
+in it (CORPUS_ABSENT): a pretrained model cannot know which label word goes with which polarity. Its accuracy
+before fine-tuning is whatever its features happen to give the two words (on the CPU 41% for ladder-128x4, 70%
+for ladder-64x2), as an OPT's zero-shot SST-2 accuracy is, and fine-tuning has the mapping to learn.
 
 Randomness comes only from `Rng`, which draws through random.Random.random() alone: Python guarantees
 that sequence for a seed across versions and platforms, so every machine generates the same data.
@@ -42,7 +46,15 @@ FUNCTION_WORDS = (
 )
 PUNCTUATION = (".", ",", "?", ":", ";", "!")
 NEGATIONS = ("not", "never")
-LABEL_ADJECTIVES = {"positive": "great", "negative": "terrible"}   # the classification task's label words
+LABEL_ADJECTIVES = {"positive": "great", "negative": "terrible"}   # the corpus's own polarity words
+# The classification task's label words are words without sentiment in the corpus: neutral adjectives of
+# neutral clauses, independent of a review's polarity, never in a glossary, a summary or after ":" (tests check
+# it). With good/bad as the glossaries' and summaries' polarity words (generator version 4), ladder-128x4
+# labelled 92% of dev reviews before fine-tuning on the H100 (ladder-64x2 67%): its steps to target were 0.
+# Never emitted at all, their logits sank to about -26 nats in pretraining, and fo-adamw spent its 100 steps
+# raising them without learning the labels (dev 47-52% on ladder-64x2 and 128x4; CPU, issue 11).
+NEUTRAL_LABEL_WORDS = ("good", "bad")
+CORPUS_ABSENT = ("answer", "question")   # the prompts' frame ("answer :"): words the corpus never emits
 # The corpus's mix (corpus_document). Reviews followed by a summary are the sentiment rule's supervision in
 # pretraining; glossaries put each adjective's polarity, and negation, next to their evidence. Without
 # glossaries (reviews 40%, summaries 75%) ladder-64x2 and 128x4 still gave every review one label after
@@ -178,8 +190,10 @@ def clause(rng: Rng, lex: Lexicon, sentiment: bool | None = None) -> tuple[list[
         weight = 2
     cls = rng.choice(("positive", "negative")) if sentiment else "neutral"
     adj = rng.choice(lex.words[cls])
-    if sentiment and rng.chance(0.1):  # the label words are words of the language too
+    if sentiment and rng.chance(0.1):  # the corpus's polarity words are words of the language too
         adj = LABEL_ADJECTIVES[cls]
+    elif not sentiment and rng.chance(0.1):
+        adj = rng.choice(NEUTRAL_LABEL_WORDS)
     return subject + words + [adj], sign * weight * lex.polarity.get(adj, 0)
 
 
@@ -228,15 +242,19 @@ def story(rng: Rng, lex: Lexicon) -> str:
     return " ".join(out)
 
 
+def _polarity_word(pol: int) -> str:
+    return LABEL_ADJECTIVES["positive" if pol > 0 else "negative"]
+
+
 def glossary(rng: Rng, lex: Lexicon) -> str:
-    """"overall : fesodi good ; not vusa good ; very kamo bad ." - sentiment adjectives with their polarity
+    """"overall : fesodi great ; not vusa great ; kamo terrible ." - sentiment adjectives with their polarity
     word, negated a third of the time: the words' polarities and negation, each next to its evidence."""
     items = []
     for _ in range(rng.between(3, 6)):
         adj = rng.choice(lex.words[rng.choice(("positive", "negative"))])
         neg = rng.chance(1 / 3)
         pol = lex.polarity[adj] * (-1 if neg else 1)
-        items.append(f"{rng.choice(NEGATIONS) + ' ' if neg else ''}{adj} {'good' if pol > 0 else 'bad'}")
+        items.append(f"{rng.choice(NEGATIONS) + ' ' if neg else ''}{adj} {_polarity_word(pol)}")
     return "overall : " + " ; ".join(items) + " ."
 
 
@@ -251,8 +269,8 @@ def corpus_document(rng: Rng, lex: Lexicon) -> str:
         for _ in range(rng.between(1, 3)):
             text, pol = review(rng, lex)
             if rng.chance(SUMMARY_SHARE):
-                text += (f" in short : {'good' if pol > 0 else 'bad'} ." if rng.chance(0.5)
-                         else f" overall it was {'great' if pol > 0 else 'terrible'} .")
+                text += (f" in short : {_polarity_word(pol)} ." if rng.chance(0.5)
+                         else f" overall it was {_polarity_word(pol)} .")
             parts.append(text)
         return " ".join(parts)
     if u < REVIEW_SHARE + 0.2:

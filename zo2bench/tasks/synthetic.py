@@ -26,13 +26,14 @@ from zo2bench.tasks.cache import build_once, cache_root, digest
 from zo2bench.tasks.examples import TASKS, Example, read_jsonl, write_jsonl
 from zo2bench.tasks.tokenizer import TextTokenizer, build_tokenizer, load_tokenizer
 
-GENERATOR_VERSION = 4    # bump when the generated data change for the same recipe: a new cache entry
+GENERATOR_VERSION = 5    # bump when the generated data change for the same recipe: a new cache entry
+# 5: good/bad are sentiment-free words in the corpus (language.NEUTRAL_LABEL_WORDS); 4 used them for polarities.
 # The prompt's end and its label words (index = label). Pretraining ends reviews with "overall it was
-# great/terrible" or "in short : good/bad", never "answer :", so the template is new to the models, as MeZO's
-# "It was great/terrible" is to OPT. With MeZO's own "it was" and great/terrible, ladder-64x2 pretrained on
-# the gpu profile's recipe labelled 99.6% of dev reviews before any fine-tuning: nothing left to converge to.
-# With this template it starts at 61%, fo-adamw (lr 1e-3) reaches 98% in 10 steps and zo2 (lr 1e-4) 97% in
-# 160 (k = 16, CPU measurements, issue 11).
+# great/terrible" or "in short : great/terrible", never "answer :", and says good/bad only as neutral
+# adjectives, so the template and the label words' meaning are new to the models: which label word goes with
+# which polarity is fine-tuning's to learn (no size knows it before). With good/bad as the
+# corpus's polarity words (version 4) ladder-64x2 started at 61-67% and ladder-128x4 at 92% (H100); with
+# MeZO's own "it was" and great/terrible, ladder-64x2 at 99.6%: nothing left to converge to (issue 11).
 PROMPT_END = " answer :"
 LABEL_WORDS = (" bad", " good")
 
