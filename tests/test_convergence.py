@@ -149,7 +149,13 @@ def test_the_series_file_and_its_profiles():
             assert mezo == {0} and mezo < {c.config.seed for c in cells if c.config.mode == "zo2"}
     mini = exp.cells("gpu-mini")
     assert {c.config.model for c in mini} == set(list(ladder.LADDER)[:3]) and len(mini) <= 40
-    assert len(exp.cells("gpu")) == 60 and len(exp.cells("gpu-qa")) == 24
+    assert len(exp.cells("gpu")) == 50 and len(exp.cells("gpu-qa")) == 24
+    # lr_width: the grid holds up to width 128 and falls as 128/width above (mezo's lr stays one of zo2's)
+    lrs = {(c.config.model, c.config.mode): set() for c in exp.cells("gpu")}
+    for c in exp.cells("gpu"):
+        lrs[c.config.model, c.config.mode].add(c.config.lr)
+    assert lrs["ladder-128x4", "zo2"] == {1e-4, 3e-4} and lrs["ladder-768x12", "zo2"] == {1.67e-5, 5e-5}
+    assert lrs["ladder-256x6", "fo-adamw"] == {5e-5, 5e-4} and lrs["ladder-512x8", "mezo"] < lrs["ladder-512x8", "zo2"]
 
 
 HEAD = '''kind = "convergence"
@@ -195,6 +201,7 @@ test = 24
     (HEAD + MODES.replace("steps = 4", "eps = [1e-3]"), "no eps: backprop takes none"),
     (HEAD + MODES.replace("steps = 4", "repeats = 0"), r"modes.fo-adamw.repeats: got 0; expected an integer >= 1"),
     (HEAD + MODES + "[convergence]\ntasks = ['translation']\n", "convergence.tasks"),
+    (HEAD + MODES.replace("steps = 4", "lr_width = 0"), r"modes.fo-adamw.lr_width: got 0; expected an integer >= 1"),
     (HEAD + MODES + "[convergence]\nshots = [2000]\n", "at most 1024 per class"),
     (HEAD + MODES + "[convergence.pretrain]\ntokenz = 5\n", "convergence.pretrain.tokenz"),
     (HEAD.replace("ladder-64x2", "opt-125m") + MODES, "unknown ladder model 'opt-125m'"),

@@ -22,6 +22,8 @@ and one more section:
     [convergence.modes.zo2]          # one table per mode of the grid: its learning-rate grid (required),
     lrs = [1e-4, 1e-3]               #   its eps grid (zo2, mezo; default [1e-3]), its steps, eval_every and
                                      #   repeats (seeds 0..repeats-1; e.g. mezo only where zo2's curve needs it)
+    lr_width = 128                   #   optional: the lrs hold up to this width and scale by lr_width/width
+                                     #   above it (one grid for a ladder whose stable lr falls with width)
     eps = [1e-3]
     [convergence.pretrain]           # convergence.pretrain.PretrainRecipe fields
     [convergence.data]               # tasks.synthetic.DataRecipe fields (language = {...LanguageRecipe})
@@ -44,7 +46,7 @@ from zo2bench.errors import UserError
 
 DEFAULTS = {"tasks": ["classification"], "shots": [16], "eval_every": 50, "dev_examples": 256,
             "test_examples": 1000, "eval_batch": 64, "target_fraction": 0.9, "target_reference": "fo-adamw"}
-MODE_KEYS = ("lrs", "eps", "steps", "eval_every", "repeats")
+MODE_KEYS = ("lrs", "eps", "steps", "eval_every", "repeats", "lr_width")
 DEFAULT_EPS = [1e-3]
 
 
@@ -161,6 +163,10 @@ def check(layer: dict, file: str, profile: str) -> dict:
             v = t.get(k, default)
             _expect(_int(v) and v >= 1, file, f"modes.{mode}.{k}", v, "an integer >= 1")
             out[k] = v
+        if "lr_width" in t:
+            _expect(_int(t["lr_width"]) and t["lr_width"] >= 1, file, f"modes.{mode}.lr_width", t["lr_width"],
+                    "an integer >= 1 (a model width)")
+            out["lr_width"] = t["lr_width"]
         modes[mode] = out
     s["modes"] = modes
     return s
@@ -201,6 +207,18 @@ def _real_models(grid: dict, file: str) -> None:
                                        "tokenizer.json (relative to where the sweep runs)")
 
 
+def lr_grid(model: str, lrs: list, lr_width: int | None) -> list:
+    """A mode's lrs for `model`: as given, or scaled by lr_width/width above lr_width (3 significant digits,
+    so that the cell keys stay readable)."""
+    if not lr_width:
+        return list(lrs)
+    from zo2bench import catalog
+    from zo2bench.convergence import ladder
+
+    width = (ladder.get(model) if model in ladder.LADDER else catalog.resolve(model)).hidden
+    return [float(f"{lr * min(1.0, lr_width / width):.3g}") for lr in lrs]
+
+
 def synthetic_version(recipe: dict) -> str:
     """The synthetic data's version in a cell's key: "v<generator version>-<recipe digest, 8 hex>". A new
     generator (or recipe) gives new keys, so the sweep runs every cell again on the new data instead of
@@ -226,11 +244,12 @@ def cells(experiment, profile: str, models: list[str], *, make_cell) -> list:
     data = () if s.get("files") else (("data", synthetic_version(s["data"])),)
     for model, task, k, mode in itertools.product(models, s["tasks"], s["shots"], modes):
         m = s["modes"][mode]
+        lrs = lr_grid(model, m["lrs"], m.get("lr_width"))
         for dtype, batch, seq, lr, eps in itertools.product(grid["dtypes"], grid["batches"], grid["seqs"],
-                                                            m["lrs"], m.get("eps", [None])):
+                                                            lrs, m.get("eps", [None])):
             extra = (("task", task), ("k", k), ("lr", lr)) + ((("eps", eps),) if eps is not None else ()) + data
             settings = {**shared, "task": task, "shots": k, "eval_every": m["eval_every"],
-                        "lr_grid": m["lrs"], "eps_grid": m.get("eps")}
+                        "lr_grid": lrs, "eps_grid": m.get("eps")}
             for r in range(m["repeats"]):
                 cfg = base.replace(model=model, mode=mode, dtype=dtype, batch=batch, seq=seq, steps=m["steps"],
                                    warmup=0, lr=lr, eps=eps if eps is not None else base.eps, seed=base.seed + r)
