@@ -7,6 +7,9 @@
 #   ZO2BENCH_GIT_COMMIT=<sha, written out> bash tools/device_dist.sh            # gpu2, 540 s
 #   ZO2BENCH_GIT_COMMIT=... PROFILE=gpu4 SECONDS_LEFT=540 bash tools/device_dist.sh # the 4-GPU host
 #   SKIP_TESTS=1 ...                                                                # the series alone
+#   LARGE=opt-66b LARGE_S=240 ...   # before the series: the memory series' large profile for these models (one
+#                                   # host of 256 GiB holds OPT-66B's blocks), at most LARGE_S seconds, its rows
+#                                   # packed into $OUT/memory-large-rows.tgz
 # Unpack on the workstation: tar xzf gpu_scaling-rows.tgz   (from the repository root: results/gpu_scaling/...)
 set -uo pipefail
 source tools/device_commit.sh  # the commit the rows name: a carried bundle, or the sha written out
@@ -32,6 +35,16 @@ if [ -z "${SKIP_TESTS:-}" ]; then
   timeout -s INT 200 python3 -m pytest -q -p no:cacheprovider -rs -m gpu2 tests/test_distributed.py \
     tests/test_gpu_scaling.py > "$OUT/gpu2-tests.log" 2>&1
   echo "gpu2 tests: exit $? after $(( $(date +%s) - START )) s"; tail -4 "$OUT/gpu2-tests.log"
+fi
+
+# 1b. the largest models on one GPU (issue 12's first part), when asked: one build per cell, interrupted with its
+# rows kept (SIGINT) before LARGE_S
+if [ -n "${LARGE:-}" ]; then
+  timeout -s INT -k 10 "${LARGE_S:-240}" python3 -m zo2bench sweep experiments/memory_scaling.toml --profile large \
+    --only-models "$LARGE" > "$OUT/memory-large.log" 2>&1
+  echo "memory large ($LARGE): exit $? after $(( $(date +%s) - START )) s"
+  tr '\r' '\n' < "$OUT/memory-large.log" | grep -v '^\s*$' | grep -v '^\[' | tail -8 | cut -c1-240
+  [ -d results/memory_scaling ] && tar czf "$OUT/memory-large-rows.tgz" results/memory_scaling
 fi
 
 # 2. the series, packed every minute while it runs; stopped (SIGINT: rows kept) 20 s before the budget ends
