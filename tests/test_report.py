@@ -2,6 +2,7 @@
 out, no results exit 2, and `report tables --check` catches a stale table."""
 import contextlib
 import io
+import re
 import json
 import random
 import shutil
@@ -142,3 +143,22 @@ def test_report_tables_bad_marker_name_exits_2(results, tmp_path):
     p = subprocess.run([sys.executable, "-m", "zo2bench", "report", "tables", "--root", str(repo), "--results",
                         str(results / "results")], capture_output=True, text=True)
     assert p.returncode == 2 and "unknown table 'nosuch'" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_figure_files_have_plain_names_and_a_render_leaves_no_stale_figure(results, tmp_path):
+    """Labels such as "gpu (data v5-42915d5c)" made file names with spaces and parentheses, and a figure that no
+    page showed any more stayed in reports/figures beside the current ones."""
+    from zo2bench.report import render as rnd
+
+    figs = rnd.Figures("convergence_scaling")
+    b = figs("h100-gpu (data v5-42915d5c)-law", "cap", lambda: __import__("matplotlib.pyplot").pyplot.figure())
+    assert b.file == "figures/convergence_scaling-h100-gpu-data-v5-42915d5c-law.svg"
+    out = tmp_path / "reports"
+    (out / "figures").mkdir(parents=True)
+    stale = out / "figures" / "memory_scaling-gone-gpu-memory.svg"
+    stale.write_text("<svg/>")
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert main(["report", "--results", str(results / "results"), "--out", str(out)]) == 0
+    names = [p.name for p in (out / "figures").glob("*.svg")]
+    assert names and not stale.exists()
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+", n) for n in names)

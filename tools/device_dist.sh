@@ -30,6 +30,11 @@ nvidia-smi --query-gpu=index,name,memory.total,pci.bus_id --format=csv,noheader;
 python3 -c 'import torch, psutil; print("torch", torch.__version__, "gpus", torch.cuda.device_count(),
 "host available GiB", round(psutil.virtual_memory().available / 2**30))'
 
+# 0. this machine's calibration (stored under results/calibration/<machine>/, packed into $OUT/calibration.tgz):
+# without one the scaling table has no compute floor (the first 2 x H200 run's rows had transfer floors only)
+timeout 90 python3 -m zo2bench calibrate > "$OUT/calibrate.log" 2>&1; echo "calibrate: exit $?"
+[ -d results/calibration ] && tar czf "$OUT/calibration.tgz" results/calibration
+
 # 1. the gpu2 tier: two GPUs against one (pert and shards bitwise; dp within 1e-6), bench-step on 2 ranks
 if [ -z "${SKIP_TESTS:-}" ]; then
   timeout -s INT 200 python3 -m pytest -q -p no:cacheprovider -rs -m gpu2 tests/test_distributed.py \

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +61,8 @@ class Figures:
 
     def __call__(self, name: str, caption: str, fn, *args) -> Block:
         text = figures.svg(fn, *args)
-        file = f"figures/{self.prefix}-{name}.svg"
+        # names carry machine, profile and data labels ("gpu (data v5-42915d5c)"): file names keep [A-Za-z0-9._-]
+        file = "figures/" + re.sub(r"[^A-Za-z0-9._]+", "-", f"{self.prefix}-{name}").strip("-") + ".svg"
         self.files[file] = text
         return Block("figure", caption, svg=text, file=file)
 
@@ -145,4 +147,8 @@ def render(results_dir="results", out_dir="reports", progress=lambda msg: print(
         for file, text in sorted(figs.files.items()):
             _write(out / file, text)
             written.append(out / file)
+    # the figures folder holds this render's figures only: one that no page shows any more (a renamed profile,
+    # a machine whose rows left results/) would otherwise stay beside the pages as if it were current
+    for stale in sorted(set((out / "figures").glob("*.svg")) - set(written)):
+        stale.unlink()
     return written
