@@ -3,6 +3,7 @@ law is known it shows the curves, the zo2/mezo parity, the choice on dev, the to
 formula 4.1, and the verdicts, which the index then lists instead of "not tested here"."""
 import contextlib
 import io
+import json
 import math
 import shutil
 
@@ -123,3 +124,15 @@ def test_the_page_renders_the_same_bytes_twice(with_rows, tmp_path):
     again = _render(tmp_path)
     for name in (f"{SERIES}.md", f"{SERIES}.html"):
         assert (again / name).read_bytes() == (with_rows / name).read_bytes()
+
+
+def test_a_profile_without_mezo_says_so_in_a_line_not_an_empty_table(tmp_path):
+    """A profile of zo2 and fo-adamw only (gpu-long) once rendered a table with no columns ("|  |")."""
+    write(tmp_path / "results", grid=False)
+    _conv_rows(tmp_path / "results")
+    f = tmp_path / "results" / SERIES / MACHINE / "20260101T020000Z.jsonl"
+    lines = [ln for ln in f.read_text().splitlines() if json.loads(ln)["cell"]["mode"] != "mezo"]
+    assert lines and len(lines) < len(f.read_text().splitlines())
+    f.write_text("\n".join(lines) + "\n")
+    md = (_render(tmp_path) / f"{SERIES}.md").read_text()
+    assert "no mezo run at a zo2 run's point and seed" in md and "|  |\n|---|\n" not in md

@@ -2,9 +2,9 @@
 out, no results exit 2, and `report tables --check` catches a stale table."""
 import contextlib
 import io
-import re
 import json
 import random
+import re
 import shutil
 import subprocess
 import sys

@@ -82,7 +82,9 @@ def _section(t, machine, profile, docs, figs) -> list:
                             profile, task, int(k)))
     out.append(_b("table", table=ct.targets_table(tg)))
     out.append(_b("table", table=ct.summary_table(ct.pick(t["summary"], machine, profile), docs)))
-    out.append(_b("table", table=ct.parity_table(ct.pick(t["parity"], machine, profile))))
+    par = ct.pick(t["parity"], machine, profile)
+    out.append(_b("table", table=ct.parity_table(par)) if len(par) else
+               _b("text", "zo2 against mezo: no mezo run at a zo2 run's point and seed in this profile."))
     out += [_b("details", "The lr / eps grid of every method and the choice on dev",
                blocks=[_b("table", table=ct.selection_table(ct.pick(t["selection"], machine, profile)))])]
     fit = ct.pick(t["fit"], machine, profile)

@@ -100,8 +100,7 @@ def selection_table(sel: pd.DataFrame) -> Table:
 
 
 def parity_table(p: pd.DataFrame) -> Table:
-    if not len(p):
-        return Table("zo2 against mezo", ("",), (), ("No zo2 and mezo runs at the same point and seed.",))
+    """zo2 against mezo per model, task and k (the section shows a line instead where there are no pairs)."""
     g = p.groupby(["model", "task", "k"], sort=False)
     body = tuple(row(m, task, k, len(x), int(x["same_train_loss"].sum()), int(x["same_dev_curve"].sum()),
                      int(x["same_final_weights"].sum()), sig(x["time_ratio_zo2_over_mezo"].median()))
