@@ -22,6 +22,9 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 [ -n "${ZO2BENCH_GIT_COMMIT:-}" ] || echo "warning: ZO2BENCH_GIT_COMMIT is not set: the sweep refuses an unknown commit"
 left() { echo $(( BUDGET - ($(date +%s) - START) )); }
+log_tail() {  # log_tail FILE N: a sweep log's last N lines, progress-bar redraws left out
+  tr '\r' '\n' < "$1" | grep -v '^\s*$' | grep -v '^\[' | tail -"$2" | cut -c1-240
+}
 pack() {  # atomically: a half-written tgz never replaces a whole one
   [ -d results/gpu_scaling ] || return 0
   tar czf "$OUT/.rows.tgz.part" results/gpu_scaling 2>/dev/null && mv -f "$OUT/.rows.tgz.part" "$OUT/gpu_scaling-rows.tgz"
@@ -48,7 +51,7 @@ if [ -n "${LARGE:-}" ]; then
   timeout -s INT -k 10 "${LARGE_S:-240}" python3 -m zo2bench sweep experiments/memory_scaling.toml --profile large \
     --only-models "$LARGE" > "$OUT/memory-large.log" 2>&1
   echo "memory large ($LARGE): exit $? after $(( $(date +%s) - START )) s"
-  tr '\r' '\n' < "$OUT/memory-large.log" | grep -v '^\s*$' | grep -v '^\[' | tail -8 | cut -c1-240
+  log_tail "$OUT/memory-large.log" 8
   [ -d results/memory_scaling ] && tar czf "$OUT/memory-large-rows.tgz" results/memory_scaling
 fi
 
@@ -62,7 +65,7 @@ if [ "$t" -gt 30 ]; then
   timeout -s INT -k 10 "$t" python3 -m zo2bench sweep experiments/gpu_scaling.toml --profile "$PROFILE" \
     > "$OUT/gpu_scaling-$PROFILE.log" 2>&1
   echo "sweep: exit $? after $(( $(date +%s) - START )) s"
-  tr '\r' '\n' < "$OUT/gpu_scaling-$PROFILE.log" | grep -v '^\s*$' | grep -v '^\[' | tail -16
+  log_tail "$OUT/gpu_scaling-$PROFILE.log" 16
 else
   echo "sweep: not started, ${t} s left"
 fi

@@ -190,12 +190,16 @@ def _files(raw, file: str, tasks: list) -> dict:
     return out
 
 
-def n_params(model: str) -> int:
-    """A ladder size's parameters, or a local model directory's (catalog.resolve reads its config)."""
+def model_spec(model: str):
+    """A ladder size's ModelSpec, or a local model directory's (catalog.resolve reads its config)."""
     from zo2bench import catalog
     from zo2bench.convergence import ladder
 
-    return ladder.get(model).n_params() if model in ladder.LADDER else catalog.resolve(model).n_params()
+    return ladder.get(model) if model in ladder.LADDER else catalog.resolve(model)
+
+
+def n_params(model: str) -> int:
+    return model_spec(model).n_params()
 
 
 def _real_models(grid: dict, file: str) -> None:
@@ -212,10 +216,7 @@ def lr_grid(model: str, lrs: list, lr_width: int | None) -> list:
     so that the cell keys stay readable)."""
     if not lr_width:
         return list(lrs)
-    from zo2bench import catalog
-    from zo2bench.convergence import ladder
-
-    width = (ladder.get(model) if model in ladder.LADDER else catalog.resolve(model)).hidden
+    width = model_spec(model).hidden
     return [float(f"{lr * min(1.0, lr_width / width):.3g}") for lr in lrs]
 
 
