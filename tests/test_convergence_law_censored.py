@@ -1,10 +1,14 @@
-"""The right-censored normal regression (analysis/censored.py): its derivatives, and a likelihood without a
-maximum said so instead of given a number."""
+"""Formula 4.1 fitted with the runs that never reached their target as right-censored observations: the
+likelihood's derivatives, a likelihood without a maximum said so instead of given a number, and a known law
+recovered where least squares on the reached runs is biased."""
 import math
 
 import numpy as np
+import pandas as pd
+import pytest
 
 from zo2bench.analysis import censored
+from zo2bench.analysis import convergence_law as law
 
 
 def test_the_analytic_gradient_and_hessian_are_the_likelihoods():
@@ -28,3 +32,81 @@ def test_a_likelihood_without_a_top_gives_no_numbers():
     assert not r.identified and "sigma goes to 0" in r.notes[0]
     r = censored.fit(X, [1.0, 2.0, 2.5], [False, False, True], ["c", "x"])    # the bound above the reached run
     assert r.identified and r.cov is not None and r.sigma > 0
+
+def _law_frame(seed=0, budget=1000, sigma=0.5, seeds=24, sizes=6):
+    """steps = 1e-4 x sqrt(n) / lr x exp(sigma e): every run evaluated to `budget` steps, censored beyond it
+    (about 40% of them, most at the large sizes and small lrs)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, n in enumerate(np.geomspace(2.8e5, 8.5e7, sizes)):
+        for lr in (1e-4, 3e-4, 1e-3):
+            for s in range(seeds):
+                step = math.ceil(1e-4 * math.sqrt(n) / lr * math.exp(sigma * rng.standard_normal()))
+                rows.append({"machine_id": "m", "profile": "p", "model": f"m{i}", "task": "classification", "k": 16,
+                             "lr": lr, "eps": 1e-3, "seed": s, "mode": "zo2", "n_params": int(n), "target": 0.81,
+                             "reached": step <= budget, "steps_to_target": step if step <= budget else None,
+                             "last_step": budget})
+    return pd.DataFrame(rows)
+
+
+def _term(f, term):
+    i = f.terms.index(term)
+    return f.estimate[i], f.ci_lo[i], f.ci_hi[i]
+
+
+def test_the_censored_fit_recovers_the_law_that_least_squares_on_reached_runs_underestimates():
+    tt = _law_frame()
+    assert 0.3 < (~tt["reached"]).mean() < 0.5
+    ols, ml = law.fit(tt), law.fit_censored(tt)
+    assert ml.method == "censored-ml" and ml.identified and ml.n_runs == len(tt)
+    assert ml.n_censored == ols.n_censored == int((~tt["reached"]).sum())
+    for term, true in (("log_n", 0.5), ("log_lr", -1.0)):
+        est, lo, hi = _term(ml, term)
+        assert lo <= true <= hi and hi - lo < 0.2
+    assert ml.residual_sd == pytest.approx(0.5, rel=0.15)
+    assert ml.k_ci[0] <= 1e-4 <= ml.k_ci[1]
+    # the slow runs are the censored ones, most at large n and small lr: least squares flattens both slopes
+    a_ols, _, a_hi = _term(ols, "log_n")
+    b_ols, b_lo, _ = _term(ols, "log_lr")
+    assert a_ols < _term(ml, "log_n")[0] and a_hi < 0.5       # alpha low, its interval misses the truth
+    assert b_ols > _term(ml, "log_lr")[0] and b_lo > -1.0     # beta towards 0
+    assert law.preferred(ols, ml) is ml
+    steps, lo, hi = ml.predict(1e8, 1e-4)
+    assert lo < 1e-4 * math.sqrt(1e8) / 1e-4 < hi and lo < steps < hi
+
+
+def test_with_nothing_censored_the_two_fits_agree_and_least_squares_is_kept():
+    tt = _law_frame(budget=10 ** 9, seeds=3)
+    ols, ml = law.fit(tt), law.fit_censored(tt)
+    assert ml.n_censored == 0 and np.allclose(ols.estimate, ml.estimate)
+    assert law.preferred(ols, ml) is ols   # its t-intervals are the exact ones
+
+
+def test_all_censored_is_not_identified_and_says_so():
+    tt = _law_frame(budget=1, seeds=2)
+    assert not tt["reached"].any()
+    ml = law.fit_censored(tt)
+    assert not ml.identified and ml.predict(1e8, 1e-4) is None and ml.value("log_n") is None
+    assert any("no run reached its target" in n for n in ml.notes)
+    assert all(math.isnan(e) for e in ml.estimate) and ml.terms == ("const", "log_n", "log_lr")
+    assert law.preferred(law.fit(tt), ml).method == "ols-reached"
+    table = law.fit_table(ml)
+    assert table["estimate"].isna().all() and not table["identified"].any()
+
+
+def test_one_size_reaching_its_target_leaves_the_exponent_of_n_unidentified():
+    """Only the smallest size reaches the target: the larger, censored ones say alpha is large, never how
+    large: the likelihood keeps rising with alpha."""
+    tt = _law_frame(sizes=3, seeds=4)
+    tt = tt[(tt["model"] == "m0") | ~tt["reached"]]
+    ml = law.fit_censored(tt)
+    assert not ml.identified and ml.n_censored > 0
+    assert any("keeps rising as" in n and "log_n grows" in n for n in ml.notes)
+    # censored sizes on both sides of the one that reached: a top to the likelihood, but through inequalities only
+    tt = _law_frame(sizes=3, seeds=4)
+    small = tt["model"] == "m0"
+    tt = pd.concat([tt[~small & ((tt["model"] == "m1") | ~tt["reached"])],
+                    tt[small].assign(reached=False, steps_to_target=None, last_step=20)])
+    assert law.fit_censored(tt[tt["model"] != "m0"]).notes != law.fit_censored(tt).notes
+    ml = law.fit_censored(tt)
+    assert not ml.identified and any("one size only has a run that reached" in n for n in ml.notes)
