@@ -1,16 +1,25 @@
 """Formula 4.1 fitted with the runs that never reached their target as right-censored observations: the
-likelihood's derivatives, a likelihood without a maximum said so instead of given a number, and a known law
-recovered where least squares on the reached runs is biased."""
+likelihood's derivatives, a likelihood without a maximum said so instead of given a number, a known law
+recovered where least squares on the reached runs is biased, and the report's table with both fits."""
+import contextlib
+import io
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic_results import MACHINE, _fingerprint, write
+from test_convergence import _row
 
+from zo2bench import results
 from zo2bench.analysis import censored
+from zo2bench.analysis import convergence as cv
 from zo2bench.analysis import convergence_law as law
+from zo2bench.analysis import verdicts as V
+from zo2bench.cli import main
+from zo2bench.convergence import ladder
 
-
+SERIES = "convergence_scaling"
 def test_the_analytic_gradient_and_hessian_are_the_likelihoods():
     rng = np.random.default_rng(3)
     X = np.column_stack([np.ones(40), rng.normal(size=40), rng.normal(size=40)])
@@ -110,3 +119,63 @@ def test_one_size_reaching_its_target_leaves_the_exponent_of_n_unidentified():
     assert law.fit_censored(tt[tt["model"] != "m0"]).notes != law.fit_censored(tt).notes
     ml = law.fit_censored(tt)
     assert not ml.identified and any("one size only has a run that reached" in n for n in ml.notes)
+
+def _conv_rows(results_dir, budget):
+    """zo2 reaches 0.81 (90% of fo-adamw's 0.9) at 1e-4 x sqrt(n) / lr steps (times a fixed scatter), and runs
+    out of steps at `budget` before that on the largest size at the smaller lr."""
+    f = results_dir / SERIES / MACHINE / "20260101T020000Z.jsonl"
+    rng = np.random.default_rng(1)
+    for model in ("ladder-64x2", "ladder-256x6", "ladder-768x12"):
+        n = ladder.get(model).n_params()
+        for seed in (0, 1):
+            rows = [_row(model, "fo-adamw", lr, seed, _rise(50, 100, 0.01), 0.9) for lr in (1e-4, 1e-3)]
+            for lr in (1e-4, 1e-3):
+                reach = max(2, round(1e-4 * math.sqrt(n) / lr * math.exp(0.15 * rng.standard_normal())))
+                rows.append(_row(model, "zo2", lr, seed, _rise(reach, min(budget, 2 * reach), 1e-3), 0.85, 1e-3))
+            for r in rows:
+                r.update(series=SERIES, machine_id=MACHINE, key=r["key"].replace("conv:", f"{SERIES}:"),
+                         fingerprint=_fingerprint())
+                results.append_row(f, r)
+
+
+def _rise(reach, last, seconds_per_step):
+    """Dev accuracy from 0.5, crossing 0.81 at step `reach`, evaluated at 0, reach - 1, reach and `last`."""
+    v = lambda s: 0.5 + 0.31 * s / reach if s <= reach else min(0.9, 0.81 + 0.09 * (s - reach) / reach)
+    return [{"step": s, "train_s": s * seconds_per_step, "energy_j": None, "accuracy": v(s)}
+            for s in sorted({0, min(reach - 1, last), min(reach, last), last})]
+
+
+def _render(root):
+    out, err = root / "reports", io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["report", "--results", str(root / "results"), "--out", str(out)]) == 0, err.getvalue()
+    return (out / f"{SERIES}.md").read_text(), out
+
+
+def test_the_report_shows_the_censored_fit_beside_least_squares(tmp_path):
+    write(tmp_path / "results", grid=False)
+    _conv_rows(tmp_path / "results", budget=3000)
+    t = cv.tables(tmp_path / "results")
+    tt = law.zo_runs(t["to_target"])
+    assert (~tt["reached"]).sum() == 2 and set(tt[~tt["reached"]]["last_step"]) == {3000}
+    md, out = _render(tmp_path)
+    fit = md.split("formula 4.1 fitted")[1].split("The fitted law at")[0]
+    assert "| log_n | censored-ml | 0.5" in fit and "| log_n | ols-reached |" in fit
+    assert "| 12 | 2 |" in fit and "| 10 | 2 |" in fit           # runs and censored, per method
+    assert "The predictions, the figure and the verdicts use censored-ml." in fit
+    assert (out / "figures" / f"{SERIES}-{MACHINE}-gpu-law.svg").is_file()
+    assert "not reached by the last step" in (out / "figures" / f"{SERIES}-{MACHINE}-gpu-law.svg").read_text()
+    k = next(v for v in t["verdict_list"] if v.claim_id == "002-4.1-k")
+    assert k.verdict == V.FAILS and "12 zo runs, 2 censored, censored-ml" in k.measured[0].cell
+
+
+def test_the_report_says_not_identified_when_no_run_reached(tmp_path):
+    write(tmp_path / "results", grid=False)
+    _conv_rows(tmp_path / "results", budget=1)
+    md, _ = _render(tmp_path)
+    fit = md.split("formula 4.1 fitted")[1].split("##")[0]
+    assert "No fit: fewer than two zeroth-order runs reached" in fit
+    assert "| log_n | censored-ml | not identified | – | 0.5 | 12 | 12 |" in fit
+    assert "no run reached its target" in fit
+    t = cv.tables(tmp_path / "results")
+    assert t["verdicts"].set_index("claim_id").loc["002-4.1-k", "verdict"] == V.UNTESTED
