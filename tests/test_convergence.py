@@ -297,7 +297,8 @@ def test_the_analysis_recovers_a_known_law_and_judges_the_claims(tmp_path):
     tt = t["to_target"]
     censored = tt[(tt["mode"] == "zo2") & (tt["lr"] == 1e-3)]
     assert len(censored) == len(ladder.LADDER) and not censored["reached"].any()
-    fit = t["fit"].set_index("term")
+    fit = t["fit"][t["fit"]["used"]].set_index("term")   # censored-ml: five runs censored at step 10
+    assert set(fit["method"]) == {"censored-ml"} and set(t["fit"]["method"]) == {"censored-ml", "ols-reached"}
     for term, true in (("log_n", 0.5), ("log_lr", -1.0)):
         assert fit.loc[term, "ci_lo"] <= true <= fit.loc[term, "ci_hi"] and abs(fit.loc[term, "estimate"] - true) < 0.05
     assert fit.loc["k (document's form)", "estimate"] == pytest.approx(0.01, rel=0.05)

@@ -102,7 +102,8 @@ def test_with_rows_every_part_of_the_page_is_drawn(with_rows):
     assert "| 2/2 | 50 | 0.5 | n/m |" in md                 # no GPU energy in these rows: said, not zero
     # the fit finds 4.1's exponents and the document's table is beside it
     law = md.split("formula 4.1 fitted")[1]
-    assert "| log_n | 0.5" in law and "| log_lr | -1" in law and "| opt-175b | 175B | 1e-07 | 420,000 |" in law
+    assert "| log_n | ols-reached | 0.5" in law and "| log_lr | ols-reached | -1" in law
+    assert "| opt-175b | 175B | 1e-07 | 420,000 |" in law and "censored-ml" not in law   # nothing censored
     # verdicts: 4.2 holds (0.855 / 0.9 = 0.95), 2.2's 2x on the OPT-125M shape holds in part (a shape, not OPT)
     v = md.split("Claims of sections 4.1, 4.2 and 2.2")[1]
     assert "| 002-4.2-accuracy | 002 §4.2 | accuracy ratio | 0.85–1 fraction | holds |" in v

@@ -22,7 +22,8 @@ Rules, stated once:
   "gpu (data v4-<digest>)" (rows from before generator_version was recorded: the digest alone);
 - to target: the first dev evaluation at or above the target: its step, the training wall time and GPU energy
   up to it (evaluation excluded; energy None without a GPU). A run that never gets there is censored
-  (reached = False), never given a number. Step resolution is the run's eval_every.
+  (reached = False), never given a number; its last evaluated step (last_step) is what it is known to need
+  more than. Step resolution is the run's eval_every.
 convergence_law.py fits formula 4.1 to these rows and judges the claims of sections 4.1, 4.2 and 2.2.
 """
 from __future__ import annotations
@@ -172,7 +173,8 @@ def first_reach(curve: list[dict], metric: str, target: float) -> dict | None:
 
 
 def to_target(runs: pd.DataFrame, tg: pd.DataFrame) -> pd.DataFrame:
-    """Per run (every grid point): reached, steps, train_s and energy_j at the first dev point >= target."""
+    """Per run (every grid point): reached, steps, train_s and energy_j at the first dev point >= target, and
+    the last evaluated step (a censored run's bound)."""
     if not len(runs):
         return pd.DataFrame()
     df = runs.merge(tg[GROUP + ["target"]], on=GROUP, how="left")
@@ -181,6 +183,7 @@ def to_target(runs: pd.DataFrame, tg: pd.DataFrame) -> pd.DataFrame:
         t = r["target"]
         p = first_reach(r["curve"], r["metric"], t) if t is not None and t == t else None
         out.append({"reached": p is not None, "steps_to_target": p["step"] if p else None,
+                    "last_step": r["curve"][-1]["step"] if r["curve"] else None,
                     "time_to_target_s": p["train_s"] if p else None,
                     "energy_to_target_j": p.get("energy_j") if p else None})
     return pd.concat([df.drop(columns=["curve", "train_loss", "test_metrics"]), pd.DataFrame(out, index=df.index)],
@@ -257,8 +260,10 @@ def parity_curves(runs: pd.DataFrame) -> pd.DataFrame:
 
 def tables(results_dir: str | Path = "results", series: str = SERIES) -> dict:
     """Every frame of the report's convergence section: runs, selection, targets, to_target, summary,
-    parity, curves, parity_curves, and from convergence_law: document_check, fit, predictions, verdicts (a
-    frame) and verdict_list (the analysis.verdicts.Verdict objects, for the report's claims tables)."""
+    parity, curves, parity_curves, and from convergence_law: document_check, fit (the terms of both fits,
+    ols-reached and censored-ml; column used: the one the predictions and verdicts take), predictions,
+    verdicts (a frame) and verdict_list (the analysis.verdicts.Verdict objects, for the report's claims
+    tables)."""
     from zo2bench.analysis import convergence_law as law
 
     runs = load(results_dir, series)
@@ -267,11 +272,17 @@ def tables(results_dir: str | Path = "results", series: str = SERIES) -> dict:
     tt = to_target(runs, tg)
     summ = summary(runs, sel, tt)
     pairs = sorted(set(zip(tt["machine_id"], tt["profile"]))) if len(tt) else []
-    fits = {(m, p): law.fit(tt, m, p) for m, p in pairs}
+    both = {(m, p): (law.fit(tt, m, p), law.fit_censored(tt, m, p)) for m, p in pairs}
+    fits = {pair: law.preferred(*b) for pair, b in both.items()}
     frames = lambda f: pd.concat([f(x) for x in fits.values()], ignore_index=True) if fits else pd.DataFrame()
+    # both fits, the one used first, so the report shows what censoring changes (where nothing was censored
+    # the censored fit is the OLS one with z- for t-intervals: left out)
+    fit_rows = [law.fit_table(f, used=f is fits[pair]) for pair, b in both.items()
+                for f in sorted(b, key=lambda f: f is not fits[pair]) if f.method == law.OLS or f.n_censored]
     verdicts = law.judge(summ, tt, fits, tg)
     return {"runs": runs.drop(columns=["curve", "train_loss"]) if len(runs) else runs, "selection": sel,
             "targets": tg, "to_target": tt, "summary": summ, "parity": parity(runs), "curves": curves(runs, sel=sel),
             "parity_curves": parity_curves(runs), "document_check": law.document_check(),
-            "fit": frames(law.fit_table), "predictions": frames(law.predictions),
+            "fit": pd.concat(fit_rows, ignore_index=True) if fit_rows else pd.DataFrame(),
+            "predictions": frames(law.predictions),
             "verdicts": law.verdicts_frame(verdicts), "verdict_list": verdicts}

@@ -1,181 +1,41 @@
 """Formula 4.1 against the convergence series: the document checked against its own table, the law fitted to
-the measured ladder with intervals, and verdicts on sections 4.1, 4.2 and 2.2.
+the measured ladder with intervals (convergence_fit.py, re-exported here), and verdicts on sections 4.1, 4.2
+and 2.2.
 
     from zo2bench.analysis import convergence as cv, convergence_law as law
     t = cv.tables("results"); tt, summ = t["to_target"], t["summary"]
     law.document_check()                 # the 4.1 table against formula 4.1 with its stated constants
-    f = law.fit(tt, machine, profile)    # log(steps) = c + alpha log(n) + beta log(lr) + task terms (OLS)
+    f = law.best(tt, machine, profile)   # log(steps) = c + alpha log(n) + beta log(lr) + task terms:
+                                         # law.fit_censored (runs that never reached the target right-censored)
+                                         # where it has intervals, else law.fit (OLS on the runs that reached it)
     law.fit_table(f), law.predictions(f) # estimates with 95% intervals; the table's sizes, extrapolated
     law.judge(summ, tt)                  # list[verdicts.Verdict], one per claim, machine and profile
 
-The fit uses every zeroth-order run that reached its target (zo2; mezo where a point has no zo2 run, never
-both: their curves are the same), all grid points and seeds, one machine and profile at a time. A term whose variable
-takes one value only (one lr, one task) is left out and said so. Intervals are OLS's, t-distributed; the
-leave-one-model-out error says how well a size it did not see is predicted; prediction intervals for the
-document's sizes (up to 175 B from a ladder of at most 87 M) are extrapolations and labelled so. Runs that
-never reached the target are left out of the fit and counted (censored): the fit is biased towards fast runs.
-
-Formula-form k: with the document's exponents (n^0.5, lr^-1) and task complexity 1 for classification and
-2 for generation and QA (the document names no tasks: "simple" and "complex" are read so),
-k = steps x lr / (sqrt(n) x complexity), averaged in logs with a t-interval.
+Prediction intervals for the document's sizes (up to 175 B from a ladder of at most 87 M) are
+extrapolations and labelled so. How the two fits treat runs that never reached their target, and when the
+censored one gives no number: convergence_fit.py.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from zo2bench.analysis import claims as claims_mod
+from zo2bench.analysis import convergence_fit as _cf
 from zo2bench.analysis import formulas, units
 from zo2bench.analysis import verdicts as V
 from zo2bench.analysis.matching import Measured
 
-COMPLEXITY = {"classification": 1.0, "generation": 2.0, "qa": 2.0}
+# the fitting API, under this module's name too
+OLS, CENSORED, COMPLEXITY, Fit, zo_runs = _cf.OLS, _cf.CENSORED, _cf.COMPLEXITY, _cf.Fit, _cf.zo_runs
+fit, fit_censored, preferred, best, fit_table = _cf.fit, _cf.fit_censored, _cf.preferred, _cf.best, _cf.fit_table
+
 # The 4.1 table's rows and the n each stands for, as the document names them ("OPT-1.3B" = 1.3e9).
 TABLE_ROWS = {"opt-125m": 125e6, "opt-1.3b": 1.3e9, "opt-6.7b": 6.7e9, "opt-13b": 13e9, "opt-30b": 30e9,
               "opt-175b": 175e9}
 SHAPE_OF = {"opt-125m": "ladder-768x12"}   # the one document size the ladder has the shape of
-
-
-@dataclass(frozen=True)
-class Fit:
-    machine_id: str | None
-    profile: str | None
-    n_runs: int
-    n_censored: int
-    terms: tuple[str, ...]                # "const", "log_n", "log_lr", "log_eps", "task[qa]", ...
-    estimate: tuple[float, ...]
-    ci_lo: tuple[float, ...]
-    ci_hi: tuple[float, ...]
-    dof: int
-    residual_sd: float | None
-    k_formula: float | None               # the document's form: steps x lr / (sqrt(n) x complexity)
-    k_ci: tuple[float, float] | None
-    loo_log_error: float | None           # median |log(predicted / measured)| leaving each model out
-    ranges: dict = field(default_factory=dict)   # n and lr seen
-    notes: tuple[str, ...] = ()
-    cov: tuple = ()                       # the estimate's covariance, for prediction intervals
-
-    def value(self, term: str) -> float | None:
-        return self.estimate[self.terms.index(term)] if term in self.terms else None
-
-    def predict(self, n: float, lr: float, task: str = "classification", eps: float = 1e-3):
-        """(steps, lo, hi): the fitted law at (n, lr, task), with a 95% prediction interval."""
-        if not self.terms:
-            return None
-        x = np.array([_x(t, n, lr, task, eps) for t in self.terms])
-        y = float(x @ np.array(self.estimate))
-        var = float(x @ np.array(self.cov) @ x) + (self.residual_sd or 0.0) ** 2
-        t = _t(self.dof)
-        half = t * math.sqrt(var) if self.dof > 0 else float("nan")
-        return math.exp(y), math.exp(y - half), math.exp(y + half)
-
-
-def _x(term: str, n, lr, task, eps) -> float:
-    if term == "const":
-        return 1.0
-    if term == "log_n":
-        return math.log(n)
-    if term == "log_lr":
-        return math.log(lr)
-    if term == "log_eps":
-        return math.log(eps)
-    return float(term == f"task[{task}]")
-
-
-def _t(dof: int) -> float:
-    from scipy import stats
-
-    return float(stats.t.ppf(0.975, dof)) if dof > 0 else float("nan")
-
-
-def zo_runs(tt: pd.DataFrame) -> pd.DataFrame:
-    """The zeroth-order runs, zo2 where a point has one, mezo otherwise (never both)."""
-    if not len(tt):
-        return tt
-    zo = tt[tt["mode"].isin(["zo2", "mezo"])]
-    key = ["machine_id", "profile", "model", "task", "k", "lr", "eps", "seed"]
-    has_zo2 = set(map(tuple, zo[zo["mode"] == "zo2"][key].astype(str).values))
-    keep = (zo["mode"] == "zo2") | ~zo[key].astype(str).apply(tuple, axis=1).isin(has_zo2)
-    return zo[keep]
-
-
-def _ols(X: np.ndarray, y: np.ndarray):
-    beta, *_ = np.linalg.lstsq(X, y, rcond=None)
-    dof = len(y) - X.shape[1]
-    resid = y - X @ beta
-    s2 = float(resid @ resid / dof) if dof > 0 else float("nan")
-    cov = s2 * np.linalg.pinv(X.T @ X) if dof > 0 else np.full((X.shape[1],) * 2, np.nan)
-    return beta, cov, dof, s2
-
-
-def fit(tt: pd.DataFrame, machine_id: str | None = None, profile: str | None = None) -> Fit:
-    zo = zo_runs(tt)
-    if machine_id is not None and len(zo):
-        zo = zo[zo["machine_id"] == machine_id]
-    if profile is not None and len(zo):
-        zo = zo[zo["profile"] == profile]
-    ok = zo[zo["reached"]] if len(zo) else zo
-    censored = int(len(zo) - len(ok))
-    at_start = int((ok["steps_to_target"] == 0).sum()) if len(ok) else 0
-    ok = ok[ok["steps_to_target"] > 0] if len(ok) else ok  # at the target before training: no log, no law
-    if len(ok) < 2:
-        return Fit(machine_id, profile, len(ok), censored, (), (), (), (), 0, None, None, None, None,
-                   notes=(f"{len(ok)} zeroth-order run(s) reached their target after step 0: nothing to fit",))
-    terms, cols, notes = ["const"], [np.ones(len(ok))], []
-    for term, col in (("log_n", np.log(ok["n_params"].astype(float))), ("log_lr", np.log(ok["lr"].astype(float))),
-                      ("log_eps", np.log(ok["eps"].astype(float)))):
-        if col.nunique() > 1:
-            terms.append(term)
-            cols.append(col.to_numpy())
-        elif term != "log_eps":
-            notes.append(f"{term} not fitted: one value only ({math.exp(col.iloc[0]):g})")
-    tasks = sorted(ok["task"].unique())
-    for task in tasks[1:] if "classification" not in tasks else [t for t in tasks if t != "classification"]:
-        terms.append(f"task[{task}]")
-        cols.append((ok["task"] == task).to_numpy(float))
-    if at_start:
-        notes.append(f"{at_start} run(s) were at the target before training (step 0): left out")
-    X, y = np.column_stack(cols), np.log(ok["steps_to_target"].astype(float).to_numpy())
-    beta, cov, dof, s2 = _ols(X, y)
-    t = _t(dof)
-    se = np.sqrt(np.diag(cov))
-    logk = (y + np.log(ok["lr"].astype(float)) - 0.5 * np.log(ok["n_params"].astype(float))
-            - np.log(ok["task"].map(COMPLEXITY).astype(float))).to_numpy()
-    k_half = _t(len(logk) - 1) * logk.std(ddof=1) / math.sqrt(len(logk)) if len(logk) > 1 else float("nan")
-    loo = []
-    models = ok["model"].unique()
-    if len(models) > 2 and "log_n" in terms:
-        for m in models:
-            tr, te = ok["model"] != m, ok["model"] == m
-            b, *_ = np.linalg.lstsq(X[tr.to_numpy()], y[tr.to_numpy()], rcond=None)
-            loo += list(np.abs(X[te.to_numpy()] @ b - y[te.to_numpy()]))
-    return Fit(machine_id, profile, len(ok), censored, tuple(terms), tuple(map(float, beta)),
-               tuple(map(float, beta - t * se)), tuple(map(float, beta + t * se)), dof,
-               math.sqrt(s2) if s2 == s2 else None, float(math.exp(logk.mean())),
-               (float(math.exp(logk.mean() - k_half)), float(math.exp(logk.mean() + k_half))) if k_half == k_half
-               else None, float(np.median(loo)) if loo else None,
-               {"n": (float(ok["n_params"].min()), float(ok["n_params"].max())),
-                "lr": (float(ok["lr"].min()), float(ok["lr"].max()))}, tuple(notes), tuple(map(tuple, cov)))
-
-
-DOCUMENT = {"log_n": 0.5, "log_lr": -1.0}
-
-
-def fit_table(f: Fit) -> pd.DataFrame:
-    """The fitted terms with their 95% intervals beside the document's (exponents of n and lr, k)."""
-    rows = [{"machine_id": f.machine_id, "profile": f.profile, "term": t, "estimate": e, "ci_lo": lo, "ci_hi": hi,
-             "document": DOCUMENT.get(t), "runs": f.n_runs, "censored": f.n_censored}
-            for t, e, lo, hi in zip(f.terms, f.estimate, f.ci_lo, f.ci_hi)]
-    if f.k_formula is not None:
-        rows.append({"machine_id": f.machine_id, "profile": f.profile, "term": "k (document's form)",
-                     "estimate": f.k_formula,
-                     "ci_lo": f.k_ci[0] if f.k_ci else None, "ci_hi": f.k_ci[1] if f.k_ci else None,
-                     "document": formulas.ITERATIONS_K, "runs": f.n_runs, "censored": f.n_censored})
-    return pd.DataFrame(rows)
 
 
 def document_check() -> pd.DataFrame:
@@ -242,7 +102,7 @@ SHAPE_NOTE = ("the ladder's OPT-125M shape (768 wide, 12 blocks) on the syntheti
 def judge(summ: pd.DataFrame, tt: pd.DataFrame, fits: dict | None = None,
           targets: pd.DataFrame | None = None) -> list[V.Verdict]:
     """Verdicts per machine and profile on 4.1 (k, lr, complexity, the table's OPT-125M row), 4.2 and 2.2's
-    OPT-125M slowdown read as time to target. `fits`: (machine, profile) -> Fit (default: fit(tt, ...))."""
+    OPT-125M slowdown read as time to target. `fits`: (machine, profile) -> Fit (default: best(tt, ...))."""
     out: list[V.Verdict] = []
     pairs = sorted(set(zip(summ["machine_id"], summ["profile"]))) if len(summ) else []
     if not pairs:
@@ -253,7 +113,7 @@ def judge(summ: pd.DataFrame, tt: pd.DataFrame, fits: dict | None = None,
     for m, profile in pairs:
         s = summ[(summ["machine_id"] == m) & (summ["profile"] == profile)]
         t = tt[(tt["machine_id"] == m) & (tt["profile"] == profile)]
-        f = (fits or {}).get((m, profile)) or fit(tt, m, profile)
+        f = (fits or {}).get((m, profile)) or best(tt, m, profile)
         n0 = len(out)
         zo = s[s["mode"] == "zo2"] if (s["mode"] == "zo2").any() else s[s["mode"] == "mezo"]
         runs = zo_runs(t)
@@ -266,8 +126,9 @@ def judge(summ: pd.DataFrame, tt: pd.DataFrame, fits: dict | None = None,
         left_out = (f"left out, fo-adamw ended no better than before training: {', '.join(idle)}",) if idle else ()
         # 4.1's k in the document's form
         ms = [] if f.k_formula is None else [Measured(f.k_formula, "ratio", f"steps x lr / (sqrt(n) x complexity), "
-                                                                          f"{f.n_runs} zo runs (95% CI {f.k_ci})",
-                                                      _prov(runs[runs["reached"]]))]
+                                                                          f"{f.n_runs} zo runs, {f.n_censored} "
+                                                                          f"censored, {f.method} (95% CI {f.k_ci})",
+                                                      _prov(runs if f.method == CENSORED else runs[runs["reached"]]))]
         out.append(_verdict("002-4.1-k", m, ms, notes=f.notes, needs="zo runs that reach their target"))
         # 4.1's "lr typically 1e-7": the lr the dev choice took
         ms = [Measured(r["lr"], "ratio", f"{r['model']} {r['task']} k{r['k']} ({r['mode']}, chosen on dev)",

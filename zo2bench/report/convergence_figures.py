@@ -55,25 +55,33 @@ def steps_to_target(t: dict, machine: str, profile: str | None = None) -> Figure
     """Zeroth-order steps to target against parameters, per lr: the runs, the fitted law, 4.1's table."""
     from zo2bench.analysis import convergence_law as law
 
-    tt = law.zo_runs(t["to_target"]) if len(t["to_target"]) else t["to_target"]
-    tt = _profile(tt, profile)
-    tt = tt[(tt["machine_id"] == machine) & tt["reached"] & (tt["steps_to_target"] > 0)] if len(tt) else tt
+    zo = law.zo_runs(t["to_target"]) if len(t["to_target"]) else t["to_target"]
+    zo = _profile(zo, profile)
+    zo = zo[(zo["machine_id"] == machine) & zo["target"].notna()] if len(zo) else zo
+    tt = zo[zo["reached"] & (zo["steps_to_target"] > 0)] if len(zo) else zo
+    cens = zo[~zo["reached"].astype(bool) & (zo["last_step"] > 0)] if len(zo) else zo
     fig, axes = new_figure(6.5, 4.6)
     ax = axes[0][0]
     fit = _profile(t["fit"], profile)
-    fit = fit[fit["machine_id"] == machine] if len(fit) else fit
+    fit = fit[(fit["machine_id"] == machine) & fit["used"] & fit["identified"]] if len(fit) else fit
     if len(fit) and fit["profile"].nunique() > 1:  # one law per figure: the profile with the most runs
         fit = fit[fit["profile"] == fit.groupby("profile")["runs"].max().idxmax()]
-        tt = tt[tt["profile"] == fit["profile"].iloc[0]]
+        zo, tt, cens = (d[d["profile"] == fit["profile"].iloc[0]] for d in (zo, tt, cens))
+    method = fit["method"].iloc[0] if len(fit) else None
     fit = fit.set_index("term") if len(fit) else fit
     doc = law.document_check()
-    lrs = sorted(tt["lr"].unique()) if len(tt) else []
+    lrs = sorted(set(tt["lr"]) | set(cens["lr"])) if len(zo) else []
     cmap = [plt_color(i, len(lrs)) for i in range(len(lrs))]
     for lr, color in zip(lrs, cmap):
-        g = tt[tt["lr"] == lr]
-        ax.scatter(g["n_params"], g["steps_to_target"], color=color, s=18, label=f"measured, lr {lr:g}")
+        g, c = tt[tt["lr"] == lr], cens[cens["lr"] == lr]
+        if len(g):
+            ax.scatter(g["n_params"], g["steps_to_target"], color=color, s=18, label=f"measured, lr {lr:g}")
+        if len(c):
+            ax.scatter(c["n_params"], c["last_step"], marker="^", facecolor="none", edgecolor=color, s=30,
+                       label=f"not reached by the last step, lr {lr:g}")
         if len(fit) and "log_n" in fit.index:
-            lo, hi = tt["n_params"].min(), tt["n_params"].max()
+            seen = tt["n_params"] if method == "ols-reached" else zo["n_params"]   # the sizes the fit saw
+            lo, hi = seen.min(), seen.max()
             ns = np.logspace(np.log10(lo), np.log10(hi), 20)
             y = np.exp(fit.loc["const", "estimate"] + fit.loc["log_n", "estimate"] * np.log(ns)
                        + (fit.loc["log_lr", "estimate"] * np.log(lr) if "log_lr" in fit.index else 0.0))
@@ -86,7 +94,8 @@ def steps_to_target(t: dict, machine: str, profile: str | None = None) -> Figure
     ax.set_ylabel("steps to target")
     if len(fit) and "log_n" in fit.index:
         r = fit.loc["log_n"]
-        ax.set_title(f"exponent of n: {r['estimate']:.2f} [{r['ci_lo']:.2f}, {r['ci_hi']:.2f}] (4.1: 0.5)")
+        ax.set_title(f"exponent of n ({method}): {r['estimate']:.2f} [{r['ci_lo']:.2f}, {r['ci_hi']:.2f}] "
+                     "(4.1: 0.5)")
     ax.legend(loc="upper left")
     return fig
 

@@ -88,16 +88,24 @@ def _section(t, machine, profile, docs, figs) -> list:
     out += [_b("details", "The lr / eps grid of every method and the choice on dev",
                blocks=[_b("table", table=ct.selection_table(ct.pick(t["selection"], machine, profile)))])]
     fit = ct.pick(t["fit"], machine, profile)
+    used = fit[fit["used"] & fit["identified"]] if len(fit) else fit
     out.append(_b("heading", "Iterations to target: formula 4.1 fitted", level=3))
     if len(fit):
         out.append(figs(f"{machine}-{profile}-law", "Zeroth-order steps to target against parameters, per lr: "
-                        "measured runs, the fitted law (solid over the sizes measured), and the 4.1 table's "
-                        "simple-task iterations (hollow squares).", cf.steps_to_target, t, machine, profile))
-        out.append(_b("table", table=ct.fit_table(fit)))
-        out.append(_b("table", table=ct.predictions_table(ct.pick(t["predictions"], machine, profile))))
-    else:
+                        "measured runs, runs that never reached the target by their last evaluation (triangles: "
+                        "lower bounds), the fitted law where there is one (solid over the sizes measured), and the "
+                        "4.1 table's simple-task iterations (hollow squares).", cf.steps_to_target, t, machine,
+                        profile))
+    if not len(used):
         out.append(_b("text", "No fit: fewer than two zeroth-order runs reached their target after step 0 "
-                              + ct.fit_notes(t, machine, profile)))
+                              + ct.fit_notes(t, machine, profile) + ", and the fit that counts the others as "
+                              "censored gives no estimate with intervals (the table's notes say why)."
+                              if len(fit) else "No fit: fewer than two zeroth-order runs reached their target "
+                              "after step 0 " + ct.fit_notes(t, machine, profile) + "."))
+    if len(fit):
+        out.append(_b("table", table=ct.fit_table(fit)))
+    if len(used):
+        out.append(_b("table", table=ct.predictions_table(ct.pick(t["predictions"], machine, profile))))
     return out
 
 

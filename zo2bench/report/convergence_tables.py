@@ -111,16 +111,38 @@ def parity_table(p: pd.DataFrame) -> Table:
                         "(final weights' sha256).",), (False, False, True, True, True, True, True, True))
 
 
+METHODS = {"ols-reached": "least squares over the runs that reached their target after step 0; runs: those, "
+                          "censored: the runs left out because they never reached it, so this fit leans to fast "
+                          "runs; t-intervals",
+           "censored-ml": "maximum likelihood over every run, one that never reached its target counting as one "
+                          "that needed more steps than its last evaluation (right-censored); runs: all of them, "
+                          "censored: how many of those; Wald intervals from the inverse Hessian"}
+
+
 def fit_table(fit: pd.DataFrame) -> Table:
-    body = tuple(row(r["term"], sig(r["estimate"]), f"[{sig(r['ci_lo'])}, {sig(r['ci_hi'])}]",
-                     sig(r["document"]) if _ok(r["document"]) else "–", r["runs"], r["censored"])
-                 for _, r in fit.iterrows())
+    """Both fits of a profile, the one the predictions and verdicts use first; notes say why a term is missing
+    or has no number."""
+    def est(r):
+        return sig(r["estimate"]) if _ok(r["estimate"]) else "not identified"
+
+    def ci(r):
+        return f"[{sig(r['ci_lo'])}, {sig(r['ci_hi'])}]" if _ok(r["ci_lo"]) and _ok(r["ci_hi"]) else "–"
+
+    body = tuple(row(r["term"], r["method"], est(r), ci(r), sig(r["document"]) if _ok(r["document"]) else "–",
+                     r["runs"], r["censored"]) for _, r in fit.iterrows())
+    methods = list(dict.fromkeys(fit["method"]))
+    used = fit[fit["used"]]["method"].unique()
+    notes = [f"{m}: {METHODS.get(m, m)}." for m in methods]
+    notes.append(f"The predictions, the figure and the verdicts use {used[0]}." if len(used) else
+                 "Neither fit gives the law here: no predictions, and no verdict on 4.1's k.")
+    notes += [f"{m}: {n}." for m, n in fit.groupby("method", sort=False)["notes"].first().items() if n]
+    notes.append("Zeroth-order runs: zo2; mezo where no zo2 ran the point.")
+    if (fit["term"] == "k (document's form)").any():
+        notes[-1] += (" k in the document's form: steps × lr / (sqrt(n) × complexity), averaged in logs"
+                      + (" (censored-ml: its maximum-likelihood mean)." if "censored-ml" in methods else "."))
     return Table("log(steps to target) = const + a·log(n) + b·log(lr) (+ task terms): the fit beside formula 4.1",
-                 ("term", "estimate", "95% CI", "4.1", "runs", "censored"), body,
-                 ("Zeroth-order runs (zo2; mezo where no zo2 ran the point) that reached their target after step "
-                  "0; censored runs never reached it and are left out, so the fit leans to fast runs. k in the "
-                  "document's form: steps × lr / (sqrt(n) × complexity), averaged in logs.",),
-                 (False, True, True, True, True, True))
+                 ("term", "method", "estimate", "95% CI", "4.1", "runs", "censored"), body, tuple(notes),
+                 (False, False, True, True, True, True, True))
 
 
 def predictions_table(pr: pd.DataFrame) -> Table:
@@ -147,11 +169,13 @@ def document_table(doc: pd.DataFrame) -> Table:
 
 
 def fit_notes(t: dict, machine, profile) -> str:
+    from zo2bench.analysis.convergence_fit import zo_runs  # the runs the fits take (mezo only where no zo2)
+
     tt = pick(t["to_target"], machine, profile)
-    zo = tt[tt["mode"].isin(["zo2", "mezo"])] if len(tt) else tt
+    zo = zo_runs(tt) if len(tt) else tt
     if not len(zo):
-        return "(no zeroth-order runs)."
+        return "(no zeroth-order runs)"
     reached = zo[zo["reached"]]
     at0 = int((reached["steps_to_target"] == 0).sum())
     return (f"({len(reached)} of {len(zo)} zeroth-order runs reached it, {at0} of them at step 0, before "
-            "training: a target the models start at says nothing about iterations).")
+            "training: a target the models start at says nothing about iterations)")
