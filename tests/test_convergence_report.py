@@ -137,3 +137,23 @@ def test_a_profile_without_mezo_says_so_in_a_line_not_an_empty_table(tmp_path):
     f.write_text("\n".join(lines) + "\n")
     md = (_render(tmp_path) / f"{SERIES}.md").read_text()
     assert "no mezo run at a zo2 run's point and seed" in md and "|  |\n|---|\n" not in md
+
+
+def test_a_run_whose_reference_learned_nothing_shows_no_target_instead_of_reached_at_step_0():
+    # QA on the H100 (gpu-qa): fo-adamw ended at F1 0, so its 0.9 x target was 0 and every run "reached" it
+    # at step 0; the steps table must not read as if the task had been learned at once.
+    import pandas as pd
+
+    from zo2bench.report import convergence_tables as ct
+
+    def summ(task):
+        return {"model": "ladder-256x6", "n_params": 5.46e6, "task": task, "k": 16, "mode": "zo2", "lr": 1e-5,
+                "eps": 1e-3, "seeds": 1, "zero_shot": 0.0, "test_mean": 0.002, "test_std": math.nan,
+                "reached": "1/1", "steps_to_target": 0.0, "time_to_target_s": 0.0, "energy_to_target_j": 0.0,
+                "max_steps": 3000}
+    tg = pd.DataFrame([{"model": "ladder-256x6", "task": "qa", "k": 16, "reference_learned": False},
+                       {"model": "ladder-256x6", "task": "generation", "k": 16, "reference_learned": True}])
+    table = ct.summary_table(pd.DataFrame([summ("qa"), summ("generation")]), None, ct.unlearned(tg))
+    qa, gen = ([c.text for c in r] for r in table.rows)
+    assert qa[10:14] == ["–", "no target: the reference learned nothing", "–", "–"]
+    assert gen[10:12] == ["1/1", "0"]

@@ -81,7 +81,8 @@ def _section(t, machine, profile, docs, figs) -> list:
                             "zo2 only moves the blocks between host and GPU).", cf.zo2_and_mezo, t, machine,
                             profile, task, int(k)))
     out.append(_b("table", table=ct.targets_table(tg)))
-    out.append(_b("table", table=ct.summary_table(ct.pick(t["summary"], machine, profile), docs)))
+    out.append(_b("table", table=ct.summary_table(ct.pick(t["summary"], machine, profile), docs,
+                                                        ct.unlearned(tg))))
     par = ct.pick(t["parity"], machine, profile)
     out.append(_b("table", table=ct.parity_table(par)) if len(par) else
                _b("text", "zo2 against mezo: no mezo run at a zo2 run's point and seed in this profile."))

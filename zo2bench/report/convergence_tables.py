@@ -69,15 +69,23 @@ def targets_table(tg: pd.DataFrame) -> Table:
                  (False, False, True, False, False, True, True, False, True))
 
 
-def summary_table(s: pd.DataFrame, docs=None) -> Table:
+def unlearned(tg: pd.DataFrame) -> frozenset:
+    """(model, task, k) whose reference learned nothing: their target says nothing (see targets_table)."""
+    return frozenset((r["model"], r["task"], r["k"]) for _, r in tg.iterrows() if not r["reference_learned"])
+
+
+def summary_table(s: pd.DataFrame, docs=None, no_target: frozenset = frozenset()) -> Table:
     body = []
     for _, r in s.iterrows():
         energy = (f"{r['energy_to_target_j']:,.0f}" if _ok(r["energy_to_target_j"])
                   else "n/m" if r["reached"].split("/")[0] != "0" else "–")
+        reached, steps, secs = (r["reached"], sig(r["steps_to_target"]) if _ok(r["steps_to_target"])
+                                else "not reached", sig(r["time_to_target_s"]) if _ok(r["time_to_target_s"]) else "–")
+        if (r["model"], r["task"], r["k"]) in no_target:   # a target of "as good as before training" is met at 0
+            reached, steps, secs, energy = "–", "no target: the reference learned nothing", "–", "–"
         body.append(row(r["model"], params_text(r["n_params"]), r["task"], r["k"], r["mode"], _lr(r["lr"]),
                         _lr(r["eps"]), r["seeds"], _pct(r["zero_shot"]), _pm(r["test_mean"], r["test_std"]),
-                        r["reached"], sig(r["steps_to_target"]) if _ok(r["steps_to_target"]) else "not reached",
-                        sig(r["time_to_target_s"]) if _ok(r["time_to_target_s"]) else "–", energy, r["max_steps"]))
+                        reached, steps, secs, energy, r["max_steps"]))
     return Table("Each method at its chosen grid point: steps, training time and GPU energy to the target, and test",
                  ("model", "params", "task", "k", "mode", "lr", "eps", "seeds", "before", "test (mean ± std)",
                   "reached", "steps to target", "time to target, s", "GPU energy to target, J", "steps run"),
