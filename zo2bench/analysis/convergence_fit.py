@@ -131,6 +131,15 @@ def _runs(tt: pd.DataFrame, machine_id, profile) -> tuple[pd.DataFrame, list[str
     return zo, notes
 
 
+def runs(tt: pd.DataFrame, machine_id=None, profile=None) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """What the fits read: the runs that reached the target after step 0, the runs that never reached it but
+    were evaluated after step 0 (each a lower bound), and notes on the runs left out."""
+    zo, notes = _runs(tt, machine_id, profile)
+    if not len(zo):
+        return zo, zo, notes
+    return zo[zo["reached"]], zo[~zo["reached"].astype(bool) & (zo["last_step"].astype(float) > 0)], notes
+
+
 def _design(df: pd.DataFrame) -> tuple[list[str], np.ndarray, list[str]]:
     """The terms (a variable with one value only is left out, and said so) and their columns."""
     terms, cols, notes = ["const"], [np.ones(len(df))], []
@@ -202,9 +211,8 @@ def fit(tt: pd.DataFrame, machine_id: str | None = None, profile: str | None = N
 def fit_censored(tt: pd.DataFrame, machine_id: str | None = None, profile: str | None = None) -> Fit:
     """Maximum likelihood over every run ("censored-ml"): a run that never reached its target counts as one
     that needed more steps than its last evaluation (right-censored; analysis/censored.py)."""
-    zo, left_out = _runs(tt, machine_id, profile)
-    if len(zo):  # a run stopped at step 0 bounds nothing
-        zo = zo[zo["reached"] | (zo["last_step"].astype(float) > 0)]
+    reached, bounds, left_out = runs(tt, machine_id, profile)
+    zo = pd.concat([reached, bounds]).sort_index()   # the rows' order, for sums that do not depend on it
     nan = float("nan")
     if not len(zo):
         return Fit(machine_id, profile, 0, 0, (), (), (), (), 0, None, None, None, None, method=CENSORED,

@@ -29,7 +29,7 @@ from zo2bench.analysis import verdicts as V
 from zo2bench.analysis.matching import Measured
 
 # the fitting API, under this module's name too
-OLS, CENSORED, COMPLEXITY, Fit, zo_runs = _cf.OLS, _cf.CENSORED, _cf.COMPLEXITY, _cf.Fit, _cf.zo_runs
+OLS, CENSORED, COMPLEXITY, Fit, zo_runs, runs = _cf.OLS, _cf.CENSORED, _cf.COMPLEXITY, _cf.Fit, _cf.zo_runs, _cf.runs
 fit, fit_censored, preferred, best, fit_table = _cf.fit, _cf.fit_censored, _cf.preferred, _cf.best, _cf.fit_table
 
 # The 4.1 table's rows and the n each stands for, as the document names them ("OPT-1.3B" = 1.3e9).

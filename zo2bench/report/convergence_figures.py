@@ -13,6 +13,7 @@ target dashed; the document's table hollow squares; the fit solid over the sizes
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 
 from zo2bench.report.figures import MODE_COLORS, new_figure
@@ -55,22 +56,18 @@ def steps_to_target(t: dict, machine: str, profile: str | None = None) -> Figure
     """Zeroth-order steps to target against parameters, per lr: the runs, the fitted law, 4.1's table."""
     from zo2bench.analysis import convergence_law as law
 
-    zo = law.zo_runs(t["to_target"]) if len(t["to_target"]) else t["to_target"]
-    zo = _profile(zo, profile)
-    zo = zo[(zo["machine_id"] == machine) & zo["target"].notna()] if len(zo) else zo
-    tt = zo[zo["reached"] & (zo["steps_to_target"] > 0)] if len(zo) else zo
-    cens = zo[~zo["reached"].astype(bool) & (zo["last_step"] > 0)] if len(zo) else zo
+    tt, cens, _ = law.runs(t["to_target"], machine, profile)   # the runs the fits read, reached and not
     fig, axes = new_figure(6.5, 4.6)
     ax = axes[0][0]
     fit = _profile(t["fit"], profile)
     fit = fit[(fit["machine_id"] == machine) & fit["used"] & fit["identified"]] if len(fit) else fit
     if len(fit) and fit["profile"].nunique() > 1:  # one law per figure: the profile with the most runs
         fit = fit[fit["profile"] == fit.groupby("profile")["runs"].max().idxmax()]
-        zo, tt, cens = (d[d["profile"] == fit["profile"].iloc[0]] for d in (zo, tt, cens))
+        tt, cens = (d[d["profile"] == fit["profile"].iloc[0]] for d in (tt, cens))
     method = fit["method"].iloc[0] if len(fit) else None
     fit = fit.set_index("term") if len(fit) else fit
     doc = law.document_check()
-    lrs = sorted(set(tt["lr"]) | set(cens["lr"])) if len(zo) else []
+    lrs = sorted(set(tt["lr"]) | set(cens["lr"])) if len(tt) or len(cens) else []
     cmap = [plt_color(i, len(lrs)) for i in range(len(lrs))]
     for lr, color in zip(lrs, cmap):
         g, c = tt[tt["lr"] == lr], cens[cens["lr"] == lr]
@@ -80,7 +77,7 @@ def steps_to_target(t: dict, machine: str, profile: str | None = None) -> Figure
             ax.scatter(c["n_params"], c["last_step"], marker="^", facecolor="none", edgecolor=color, s=30,
                        label=f"not reached by the last step, lr {lr:g}")
         if len(fit) and "log_n" in fit.index:
-            seen = tt["n_params"] if method == "ols-reached" else zo["n_params"]   # the sizes the fit saw
+            seen = tt["n_params"] if method == law.OLS else pd.concat([tt["n_params"], cens["n_params"]])
             lo, hi = seen.min(), seen.max()
             ns = np.logspace(np.log10(lo), np.log10(hi), 20)
             y = np.exp(fit.loc["const", "estimate"] + fit.loc["log_n", "estimate"] * np.log(ns)
