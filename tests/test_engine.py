@@ -57,7 +57,7 @@ def _z(zo, unit, seed):
     return torch.cat([z.clone() for _, _, z in zo.noise.chunks(unit.numel, unit_seed(seed, unit.index))])
 
 
-@pytest.mark.parametrize("model", ["opt-tiny", "opt-tiny-350m", "llama-tiny"])
+@pytest.mark.parametrize("model", ["opt-tiny", "opt-tiny-350m", "llama-tiny", "qwen-tiny"])
 def test_mezo_step_matches_plain_hugging_face_forward(model):
     """loss+ is the HF model's own loss at theta + eps z; the update is theta - lr g z."""
     import transformers
@@ -189,7 +189,7 @@ def test_first_order_baselines_fit_one_batch(mode):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("model", ["opt-125m", "opt-1.3b"])
+@pytest.mark.parametrize("model", ["opt-125m", "opt-1.3b", "llama-tiny", "qwen-tiny"])
 @pytest.mark.parametrize("dtype", ["fp16", "bf16"])
 def test_gpu_parity(model, dtype):
     kw = dict(model=model, dtype=dtype, device="cuda", seq=256, steps=3, lr=1e-5)
@@ -290,6 +290,7 @@ def test_fused_loss_matches_cross_entropy(dtype, monkeypatch):
     labels = ids.clone()
     labels[:, :150] = -100
     monkeypatch.setattr(L, "FUSED_CHUNK_BYTES", 200 * 5003 * 2)  # 128-row chunks: several, one ragged
+    monkeypatch.setattr(L, "FUSED_MIN_ROWS", 128)
     for lab in (None, labels):
         batch = make_batch(ids, torch.device("cuda"), lab)
         rows = hidden[:, :-1].reshape(-1, 64)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from zo2bench.catalog import ModelSpec
+from zo2bench.engine.fused import FusedLlamaBlock, rms_norm
 from zo2bench.engine.loss import causal_lm_loss
 
 
@@ -132,18 +133,27 @@ class LlamaAdapter:
         return x
 
     def block(self, model, layer, x, batch):
+        fused = getattr(layer, "zo_fused", None)
+        if fused is not None and not torch.is_grad_enabled():
+            return fused(x, batch.rope)
         out = layer(x, attention_mask=None, position_ids=batch.position_ids, position_embeddings=batch.rope)
         return out[0] if isinstance(out, tuple) else out
 
     def final_hidden(self, model, x):
-        return model.model.norm(x)
+        norm = model.model.norm
+        if torch.is_grad_enabled() or not hasattr(norm, "variance_epsilon"):
+            return norm(x)
+        return rms_norm(x.reshape(-1, x.shape[-1]), norm.weight, norm.variance_epsilon).view_as(x)
 
     def materialize_buffers(self, model, device):
         rot = model.model.rotary_emb  # its inv_freq was computed on the meta device: compute it again
         model.model.rotary_emb = type(rot)(model.config).to(device)
 
     def fuse_activations(self, model):
-        pass  # act(gate) * up: no tensor to reuse in place
+        # The ZO passes take engine/fused.py's block (its elementwise work fused; backprop keeps the Hugging
+        # Face forward). A layer it does not cover (Qwen3's per-head norms, a sliding window) keeps its own.
+        for layer in model.model.layers:
+            layer.zo_fused = FusedLlamaBlock.of(layer)
 
 
 ADAPTERS = {"opt": OPTAdapter(), "llama": LlamaAdapter()}
