@@ -2,6 +2,7 @@
 # Issue 13 on one H100 (device tool, one call): the code before a change beside the code after it, config by
 # config, in one process order on one machine (these machines drift; issue 13 asks for both in one run).
 #   BASE=<sha in the bundle> AB_BUDGET_S=560 bash tools/device_ab.sh        (carry .regression/repo.bundle)
+#   AB_SIDES=new AB_CONFIGS="..." bash tools/device_ab.sh                    (main alone: no BASE)
 # AB_CONFIGS: lines "NAME bench-step args"; the default is the Llama-style set. Each config runs BASE then main.
 # First the GPU test tier named by AB_TESTS (skipped if empty), then one calibration, then the pairs; the
 # records go to $OUT/ab/{base,new}/bench-NAME.json and are packed into $OUT/ab.tgz after each one.
@@ -9,12 +10,15 @@ set -uo pipefail
 source tools/device_commit.sh  # main from the bundle: the rows name it
 export PYTHONUNBUFFERED=1
 NEW=$ZO2BENCH_GIT_COMMIT
-BASE=$(git rev-parse "${BASE:?BASE=<commit> of the code before}")
+SIDES=${AB_SIDES:-base new}
 OUT=${OUT:-/tmp/out}; D="$OUT/ab"; mkdir -p "$D/base" "$D/new"
 DEADLINE=$((SECONDS + ${AB_BUDGET_S:-560}))
 left() { echo $((DEADLINE - SECONDS)); }
 pack() { tar -czf "$OUT/ab.tgz.part" -C "$OUT" ab && mv "$OUT/ab.tgz.part" "$OUT/ab.tgz"; }
-git worktree add -f -q /tmp/base "$BASE" && echo "ab: base $BASE, new $NEW"
+if [[ $SIDES == *base* ]]; then
+  BASE=$(git rev-parse "${BASE:?BASE=<commit> of the code before}")
+  git worktree add -f -q /tmp/base "$BASE" && echo "ab: base $BASE, new $NEW"
+fi
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, torch.cuda.get_device_name())" | tee "$D/versions.txt"
 if [[ -n "${AB_TESTS:-}" ]]; then
   echo "== GPU test tier: $AB_TESTS"
@@ -32,7 +36,7 @@ qwen-zo2-b1 --model qwen2.5-0.5b --mode zo2 --batch 1
 opt-zo2-b8 --model opt-1.3b-untied --mode zo2 --batch 8"}
 while read -r name args; do
   [[ -z "$name" ]] && continue
-  for side in base new; do
+  for side in $SIDES; do
     (( $(left) < 50 )) && { echo "ab: skipped $name $side (only $(left) s left)"; continue; }
     dir=$PWD; commit=$NEW; [[ $side == base ]] && { dir=/tmp/base; commit=$BASE; }
     ( cd "$dir" && PYTHONPATH="$dir" ZO2BENCH_GIT_COMMIT=$commit timeout $(( $(left) - 20 )) python3 -m zo2bench bench-step \
