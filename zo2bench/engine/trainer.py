@@ -140,10 +140,11 @@ def _run(cfg, spec, dev, on_phase, on_step, timing, builder) -> dict:
             _sync(dev)
             t0 = time.perf_counter()
             out = {k: v.item() for k, v in trainer.step(batches[t], t).items()}  # .item() waits for the step
+            seconds = time.perf_counter() - t0  # with or without a timeline: its wait below is not the step's
             row = {"step": t, "warmup": t < cfg.warmup, **out}
             if timeline is not None:
                 row["lanes_ms"] = timeline.collect()
-            row["seconds"] = time.perf_counter() - t0
+            row["seconds"] = seconds
             if not all(math.isfinite(v) for v in out.values()):
                 raise NonFiniteLoss(t, cfg.seed, out.get("loss_plus", out["loss"]), out.get("loss_minus"))
             steps.append(row)
