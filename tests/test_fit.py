@@ -185,3 +185,24 @@ def test_rows_with_deferred_write_back_get_their_own_floor_and_stay_out_of_the_t
     assert any("write-back 1/4" in x for x in floors) and any("write-back" not in x for x in floors)
     k1_floor, k4_floor = (float(x.split()[0]) for x in sorted(floors, key=lambda x: "write-back" in x))
     assert k4_floor < k1_floor  # less moved per step: a lower transfer floor
+
+
+def test_llama_rows_are_shown_but_do_not_move_the_fits(tmp_path, analysis):
+    """The fits stand for OPT-shaped formulas and projections: a Llama-style row, however far off, changes
+    no coefficient, and the analysis says it was left out."""
+    import json
+
+    from synthetic_results import row
+
+    write(tmp_path)
+    f = next((tmp_path / "throughput_scaling" / MACHINE).glob("*.jsonl"))
+    odd = row("throughput_scaling", "llama3.2-1b", "zo2", 1, 2048, random.Random(0))
+    odd["step_time_s"] = {k: v * 50 if k != "n" else v for k, v in odd["step_time_s"].items()}
+    with open(f, "a") as out:
+        out.write(json.dumps(odd) + "\n")
+    a = scaling.analyse(load.load(tmp_path), MACHINE)
+    assert [e.value for e in a.best_time().params] == [e.value for e in analysis.best_time().params]
+    assert [e.value for e in a.memory_fit("nvml_process", "zo2").params] == \
+        [e.value for e in analysis.memory_fit("nvml_process", "zo2").params]
+    assert any("Llama-style" in n for n in a.notes)
+    assert any(r.get("cell", "model") == "llama3.2-1b" for r in a.rows)

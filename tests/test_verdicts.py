@@ -170,6 +170,17 @@ def test_paired_band_holds_in_part_with_mixed_cells(tmp_path):
     assert all(len(m.provenance) == 2 for m in wide.measured)
 
 
+def test_a_size_class_is_judged_on_the_documents_family_only(tmp_path):
+    """qwen2.5-0.5b sits in the < 1B class but is no OPT model: shown in the tables, not judged by the class."""
+    write(tmp_path, [row(nvml=1e9), row(model="qwen2.5-0.5b", n_params=494_032_768, nvml=9e9)])
+    ev = evidence.load(tmp_path, quiet=True)
+    sized = claim(model=None, params_range=(0.0, 1e9), value=2.0)
+    v = one(sized, ev)
+    assert v.verdict == HOLDS and [m.cell.split()[0] for m in v.measured] == ["opt-125m"]
+    named = one(claim(model="qwen2.5-0.5b", value=2.0), ev)   # a claim naming the model still reads its row
+    assert named.verdict == FAILS
+
+
 def test_reduction_pairs_the_same_cell(tmp_path):
     write(tmp_path, [row(nvml=1e9), row(mode="fo-adamw", nvml=4.2e9), row(model="opt-350m", nvml=1e9)])
     c = claim(quantity="reduction", unit="x", sense="point", value=4.0, baseline_mode="fo-adamw")

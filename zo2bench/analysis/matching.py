@@ -8,9 +8,10 @@
     #           provenance=(the zo2 row, the fo-adamw row))]
 
 A claim is matched on its structured fields: quantity, model (or params_range), mode, dtype, batch, seq,
-view; a field the claim leaves None matches every row. Memory comes from the measured phase of sweep rows
-(the steady state of training) and bench-step's allocator peaks. Derived quantities pair rows of one
-machine at the same model, dtype, batch, seq and view:
+view; a field the claim leaves None matches every row, except that a claim naming no model matches only
+models of the documents' family (models.DOCUMENT_FAMILY: OPT; Llama-style rows are reported, not judged).
+Memory comes from the measured phase of sweep rows (the steady state of training) and bench-step's allocator
+peaks. Derived quantities pair rows of one machine at the same model, dtype, batch, seq and view:
     reduction = baseline / mode GPU memory        memory_saving = baseline − mode     memory_ratio = mode / baseline
     slowdown_vs_backprop = baseline / mode tokens/s    efficiency = mode / baseline tokens/s (mezo: no transfer)
     power_change = mode / baseline GPU power − 1       energy_savings = 1 − mode / baseline energy per token
@@ -27,6 +28,7 @@ import numpy as np
 from zo2bench.analysis import exact
 from zo2bench.analysis.claims import Claim
 from zo2bench.analysis.evidence import Evidence, Provenance, provenance
+from zo2bench.analysis.models import of_document_family
 
 
 @dataclass(frozen=True)
@@ -123,8 +125,10 @@ def _rows(ev: Evidence, machine: str, quantity: str, claim: Claim, mode: str | N
     if quantity in ("tokens_per_s", "it_per_s", "step_time"):
         t = t[t["view"].isna()]
     if claim.model:
-        t = t[t["model"] == claim.model]
-    elif claim.params_range:
+        return t[t["model"] == claim.model]
+    # A claim about models in general or of a size class is about the documents' (OPT) models
+    t = t[t["model"].map(lambda m: isinstance(m, str) and of_document_family(m)).astype(bool)]  # bool: t may be empty
+    if claim.params_range:
         lo, hi = claim.params_range
         t = t[(t["n_params"] >= lo) & (t["n_params"] < hi)]
     return t

@@ -70,6 +70,20 @@ def spec_of(name: str) -> ModelSpec:
     return exact.SHAPES[name] if name in exact.SHAPES else catalog.get(name)
 
 
+# The documents' formulas, size classes and projected models are OPT-shaped decoders. Rows of other families
+# (Llama-style: another vocabulary, grouped-query attention, a gated MLP) are reported beside them, but
+# neither fitted with them nor judged against a size class they were not measured for.
+DOCUMENT_FAMILY = "opt"
+
+
+def of_document_family(name: str) -> bool:
+    """Whether a model (catalog name or documents' shape) is of DOCUMENT_FAMILY; False when unknown."""
+    try:
+        return spec_of(name).family == DOCUMENT_FAMILY
+    except Exception:  # UserError, or a local directory whose config cannot be read here
+        return False
+
+
 @dataclass(frozen=True)
 class Shape:
     """One configuration: what every model here needs to know about a row or a what-if."""

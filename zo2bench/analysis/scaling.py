@@ -9,7 +9,10 @@
 
 Only rows of one machine go into a fit (rows of different machines are never mixed), both series together
 (the memory series varies the model size; the throughput series varies batch and sequence length, which the
-activation term needs). Only the latest row of each cell is used (load.Results.rows).
+activation term needs). Only the latest row of each cell is used (load.Results.rows). Only rows of the
+documents' family (models.DOCUMENT_FAMILY, OPT) go into the fits: the formulas and every projected model are
+OPT-shaped, so Llama-style rows (the throughput series' gpu-llama profile) are in the tables but move no
+coefficient.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 from zo2bench.analysis import crossover as xo
 from zo2bench.analysis.fit import Fit, Point, Prediction, compare, fit_model
 from zo2bench.analysis.models import (
+    DOCUMENT_FAMILY,
     FIRST_ORDER_TIME,
     PROJECTION_MODELS,
     TIME_MODELS,
@@ -107,7 +111,7 @@ def on_gpu(row) -> bool:
 
 
 def _points(rows, value, notes) -> list[Point]:
-    pts = []
+    pts, other = [], 0
     for r in rows:
         y = value(r)
         if y is None or y <= 0:
@@ -117,7 +121,13 @@ def _points(rows, value, notes) -> list[Point]:
         except (UserError, TypeError, ValueError) as e:
             notes.append(f"{r.source.where}: {e}; left out of the fits")
             continue
+        if shape.spec.family != DOCUMENT_FAMILY:
+            other += 1
+            continue
         pts.append(Point(shape, y, r.source))
+    if other:
+        notes.append(f"rows of families other than {DOCUMENT_FAMILY.upper()} (Llama-style) are left out of the fits, "
+                     f"whose formulas and projected models are {DOCUMENT_FAMILY.upper()}-shaped; the tables show them")
     return pts
 
 
