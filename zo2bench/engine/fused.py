@@ -51,9 +51,11 @@ class _Project:
         return torch.cat([F.linear(h, lin.weight, lin.bias) for lin in self.linears], dim=1)
 
 
-def _add_linear(x: torch.Tensor, h: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
-    """x + lin(h), the residual add in the matmul's epilogue."""
-    out = torch.addmm(x, h, lin.weight.t())
+def _add_linear(x: torch.Tensor, h: torch.Tensor, lin: nn.Linear, inplace: bool = False) -> torch.Tensor:
+    """x + lin(h), the residual add in the matmul's epilogue. addmm first copies x into its output (a
+    device-to-device copy of the hidden state: ~1.4 ms of a llama3.2-1b batch-8 step); in place there is none,
+    so the block does that wherever x is its own intermediate rather than its caller's input."""
+    out = x.addmm_(h, lin.weight.t()) if inplace else torch.addmm(x, h, lin.weight.t())
     return out if lin.bias is None else out.add_(lin.bias)
 
 
@@ -96,7 +98,7 @@ class FusedLlamaBlock:
                                            scale=self.attn.scaling, enable_gqa=nq != nkv)
         x = _add_linear(x, o.transpose(1, 2).reshape(B * T, nq * d), self.attn.o_proj)
         gu = self.gate_up(rms_norm(x, self.norm2.weight, self.norm2.variance_epsilon))
-        x = _add_linear(x, silu_mul(gu), self.mlp.down_proj)
+        x = _add_linear(x, silu_mul(gu), self.mlp.down_proj, inplace=True)
         return x.view(B, T, H)
 
 

@@ -28,8 +28,9 @@ ROW_ALIGN = 128
 # ...but never fewer rows than this: each chunk's matmul reads the whole head weight, so a chunk of r rows
 # does 2r FLOP per weight element (2 bytes in fp16) and is memory-bound below r ~ 210 on an H100 (711
 # TFLOP/s fp16 calibrated, 3.35 TB/s HBM3 by NVIDIA's data sheet). Llama-3's 128,256 words made 32 MiB
-# chunks of 128 rows: its head ran at ~330 TFLOP/s (torch.profiler, llama3.2-1b batch 8, H100).
-FUSED_MIN_ROWS = 512
+# chunks of 128 rows: its head ran at ~330 TFLOP/s (torch.profiler, llama3.2-1b batch 8, H100). 256, not
+# more: OPT's chunks stay at 256 rows, and so its zo2 batch-1 peak (512 rows: +10 MiB, 905 MiB).
+FUSED_MIN_ROWS = 256
 
 
 def _chunk_loss_sum(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
