@@ -3,18 +3,19 @@
     block = FusedLlamaBlock.of(layer)      # None where the layer has something this path does not do
     x = block(x, rope)                     # no grad only: x [B, T, H], rope = (cos, sin) [B, T, head_dim]
 
-The Hugging Face block spends more GPU time on elementwise work than on its matmuls' epilogues: each
-RMSNorm is seven kernels over fp32 copies, rotary embedding ten (slices, neg, cat, three products, a sum),
-SwiGLU three, and the residual adds two. On an H100 (torch.profiler, llama3.2-1b zo2, batch 8, T 2048) that
-was ~80 ms of a 258 ms step, against 140 ms of matmuls. Here, with the block's own weights:
+The Hugging Face block runs its norms, rotary embedding, SwiGLU and residual adds as many small kernels:
+each RMSNorm is seven over fp32 copies, rotary embedding ten (slices, neg, cat, three products, a sum),
+SwiGLU three, the residual adds two. On an H100 (torch.profiler, llama3.2-1b zo2, batch 8, T 2048) that was
+~80 ms of a 258 ms step, against 140 ms of matmuls. Here, with the block's own weights:
 - q, k and v are one matmul where their weights lie side by side in the arena (no biases), and so are the
   gate and up projections;
 - RMSNorm, rotary embedding (in place, on q and k together) and silu(gate) * up are one kernel each
   (Triton on CUDA; the same arithmetic in torch ops elsewhere), computing in fp32;
 - both residual adds ride in the epilogue of o_proj's and down_proj's matmuls (addmm).
-Values match the Hugging Face block to rounding (fp32: tests/test_engine.py compares the losses), not
-bitwise: fp32 arithmetic rounds once where Hugging Face rounds after each op. mezo and zo2 take the
-same path, so they stay bitwise equal to each other. Backprop keeps the Hugging Face forward.
+Values match the Hugging Face block to rounding, not bitwise: fp32 arithmetic rounds once where Hugging
+Face rounds after each op (tests/test_fused.py compares the blocks, tests/test_engine.py the step's losses
+against the plain Hugging Face model). mezo and zo2 take the same path, so they stay bitwise equal to each
+other. Backprop keeps the Hugging Face forward.
 """
 from __future__ import annotations
 
