@@ -277,6 +277,36 @@ def test_triton_noise_is_one_z_for_perturb_and_update(dtype):
 
 
 @pytest.mark.gpu
+def test_triton_noise_is_randn4x_up_to_its_approximate_functions():
+    """TritonNoise's z is tl.randn4x's z from the same Philox counters, to 1e-4 (the approximate lg2/sin/cos),
+    element for element through the engine's layout, the ragged tail included."""
+    import triton
+    import triton.language as tl
+
+    from zo2bench.engine.noise import TritonNoise
+
+    @triton.jit
+    def exact(out_ptr, n, seed, Q: tl.constexpr):
+        pid = tl.program_id(0)
+        z0, z1, z2, z3 = tl.randn4x(seed, pid * Q + tl.arange(0, Q))
+        base = pid.to(tl.int64) * 4 * Q + tl.arange(0, Q)
+        tl.store(out_ptr + base, z0, mask=base < n)
+        tl.store(out_ptr + base + Q, z1, mask=base + Q < n)
+        tl.store(out_ptr + base + 2 * Q, z2, mask=base + 2 * Q < n)
+        tl.store(out_ptr + base + 3 * Q, z3, mask=base + 3 * Q < n)
+
+    n, seed = 3_000_001, 77
+    noise = TritonNoise(torch.device("cuda"), torch.float32, n)
+    zero = torch.zeros(n, device="cuda")
+    z = torch.empty_like(zero)
+    noise.perturb(z, zero, seed=seed, scale=1.0)
+    want = torch.empty_like(zero)
+    exact[(triton.cdiv(n, 4 * noise.Q),)](want, n, seed, Q=noise.Q)
+    assert (z - want).abs().max().item() < 1e-4
+    assert not torch.equal(z, want)  # the functions are the approximate ones
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_fused_loss_matches_cross_entropy(dtype, monkeypatch):
     """The ZO passes' fused log-sum-exp path gives F.cross_entropy's loss, over chunk edges and a target subset."""

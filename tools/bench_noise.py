@@ -4,15 +4,15 @@
 
 One OPT-1.3B block (50.3 M fp16 weights) by default. Each variant writes out <- theta + a * z over the
 whole block; times are CUDA-event medians of --reps calls after warm-up (Triton compiles on the first).
-  engine         the engine's own pass (noise.TritonNoise.perturb): the figure every step pays
-  engine-update  the same kernel in place with the coefficient read from the device (noise.update)
-  copy           out <- theta + a (no z): the memory floor of a pass (2 bytes read, 2 written a weight)
-  gen-only       z alone, written as fp16, nothing read: what drawing the normals costs
-  warps-W        the engine's kernel with W warps a program: the same z, bitwise (checked)
-  rounds-R       Philox with R rounds, not 10: a different z
-  fast-bm        Box-Muller with the hardware's approximate lg2/sin/cos (PTX .approx): a different z
-Besides the times, each variant's z is compared with the engine's (bitwise or max |difference|), and its
-moments over the block (mean, std, kurtosis) are printed, so a faster z can be judged as a normal draw.
+  engine          the engine's own pass (noise.TritonNoise.perturb): the figure every step pays
+  engine-update   the same kernel in place with the coefficient read from the device (noise.update)
+  copy            out <- theta + a (no z): the memory floor of a pass (2 bytes read, 2 written a weight)
+  gen-only        the engine's z alone, written as fp16, nothing read: what drawing the normals costs
+  fast-warps-W    the engine's arithmetic (approximate lg2/sin/cos) with W warps a program: the same z
+  randn4x[-W]     Triton's tl.randn4x (accurate functions; the engine's z up to commit 9e17a7b, 4 warps)
+  rounds-7        tl.randn4x with 7 Philox rounds, not 10: another z
+Besides the times, each variant's z is compared with the engine's (bitwise or max |difference|, through the
+fp16 rounding of theta + a z), and its moments over the block (mean, std, kurtosis) are printed.
 """
 import argparse
 import json
@@ -113,14 +113,12 @@ def main() -> None:
         "engine": (lambda out: engine.perturb(out, theta, seed, eps), True),
         "engine-update": (lambda out: engine.update(out, seed, coef), True),
         "copy": (lambda out: run_variant(out, random=False), True),
-        "gen-only": (lambda out: run_variant(out, load=False), False),
-        "warps-2": (lambda out: run_variant(out, warps=2), True),
-        "warps-8": (lambda out: run_variant(out, warps=8), True),
-        "q512-warps-2": (lambda out: run_variant(out, q=512, warps=2), True),
-        "rounds-7": (lambda out: run_variant(out, rounds=7), True),
-        "fast-bm": (lambda out: run_variant(out, fast=True), True),
-        "fast-bm-warps-8": (lambda out: run_variant(out, fast=True, warps=8), True),
-        "fast-bm-rounds-7": (lambda out: run_variant(out, fast=True, rounds=7), True),
+        "gen-only": (lambda out: run_variant(out, load=False, fast=True), False),
+        "fast-warps-4": (lambda out: run_variant(out, fast=True), True),
+        "fast-warps-8": (lambda out: run_variant(out, fast=True, warps=8), True),
+        "randn4x-4": (lambda out: run_variant(out), True),
+        "randn4x-8": (lambda out: run_variant(out, warps=8), True),
+        "rounds-7": (lambda out: run_variant(out, rounds=7, warps=8), True),
     }
     rows = []
     print(f"numel {n:,} fp16, {a.reps} reps; per-step figure: {a.passes} passes over {a.model_numel:.3g} weights")

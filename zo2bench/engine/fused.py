@@ -1,21 +1,27 @@
-"""A Llama-style decoder block's forward for the ZO passes, with its elementwise work fused.
+"""Decoder blocks' forwards for the ZO passes, with their elementwise work fused (no grad only).
 
     block = FusedLlamaBlock.of(layer)      # None where the layer has something this path does not do
-    x = block(x, rope)                     # no grad only: x [B, T, H], rope = (cos, sin) [B, T, head_dim]
+    x = block(x, rope)                     # x [B, T, H], rope = (cos, sin) [B, T, head_dim]
+    block = FusedOPTBlock.of(layer)        # pre-LayerNorm OPT layers with biases and ReLU, else None
+    x = block(x)
 
-The Hugging Face block runs its norms, rotary embedding, SwiGLU and residual adds as many small kernels:
-each RMSNorm is seven over fp32 copies, rotary embedding ten (slices, neg, cat, three products, a sum),
-SwiGLU three, the residual adds two. On an H100 (torch.profiler, llama3.2-1b zo2, batch 8, T 2048) that was
-~80 ms of a 258 ms step, against 140 ms of matmuls. Here, with the block's own weights:
+The Hugging Face Llama block runs its norms, rotary embedding, SwiGLU and residual adds as many small
+kernels: each RMSNorm is seven over fp32 copies, rotary embedding ten (slices, neg, cat, three products, a
+sum), SwiGLU three, the residual adds two. On an H100 (torch.profiler, llama3.2-1b zo2, batch 8, T 2048)
+that was ~80 ms of a 258 ms step, against 140 ms of matmuls. Here, with the block's own weights:
 - q, k and v are one matmul where their weights lie side by side in the arena (no biases), and so are the
   gate and up projections;
 - RMSNorm, rotary embedding (in place, on q and k together) and silu(gate) * up are one kernel each
   (Triton on CUDA; the same arithmetic in torch ops elsewhere), computing in fp32;
 - both residual adds ride in the epilogue of o_proj's and down_proj's matmuls (addmm).
-Values match the Hugging Face block to rounding, not bitwise: fp32 arithmetic rounds once where Hugging
-Face rounds after each op (tests/test_fused.py compares the blocks, tests/test_engine.py the step's losses
-against the plain Hugging Face model). mezo and zo2 take the same path, so they stay bitwise equal to each
-other. Backprop keeps the Hugging Face forward.
+OPT's block spent 15 ms of a 181 ms OPT-1.3B batch-8 step (H100, torch.profiler) on two LayerNorms, two
+residual adds and the query scaling, each a pass over [B*T, H]. Here the query scaling is SDPA's own scale,
+and each LayerNorm kernel also writes its input plus the bias of the projection that closes the sublayer, so
+that projection's matmul adds the residual in its epilogue (addmm in place) and no add is left.
+Values match the Hugging Face blocks to rounding, not bitwise: fp32 arithmetic rounds once where Hugging
+Face rounds after each op, and the biases join the residual in another order (tests/test_fused.py compares
+the blocks, tests/test_engine.py the step's losses against the plain Hugging Face model). mezo and zo2 take
+the same path, so they stay bitwise equal to each other. Backprop keeps the Hugging Face forward.
 """
 from __future__ import annotations
 
@@ -103,7 +109,56 @@ class FusedLlamaBlock:
         return x.view(B, T, H)
 
 
-# -- the three kernels: Triton on CUDA, the same arithmetic in torch ops elsewhere ----------------------
+class FusedOPTBlock:
+    @classmethod
+    def of(cls, layer: nn.Module) -> FusedOPTBlock | None:
+        attn = getattr(layer, "self_attn", None)
+        if attn is None or not getattr(layer, "do_layer_norm_before", False):
+            return None  # OPT-350m normalises after each sublayer: the Hugging Face forward does that
+        linears = [attn.q_proj, attn.k_proj, attn.v_proj, attn.out_proj, layer.fc1, layer.fc2]
+        norms = [layer.self_attn_layer_norm, layer.final_layer_norm]
+        if type(layer.activation_fn) is not nn.ReLU or any(lin.bias is None for lin in linears) or any(
+                n.weight is None or n.bias is None for n in norms):
+            return None
+        return cls(layer)
+
+    def __init__(self, layer: nn.Module):
+        self.attn, self.fc1, self.fc2 = layer.self_attn, layer.fc1, layer.fc2
+        self.norm1, self.norm2 = layer.self_attn_layer_norm, layer.final_layer_norm
+        self.n, self.d = self.attn.num_heads, self.attn.head_dim
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, H = x.shape
+        attn, n, d = self.attn, self.n, self.d
+        h, x = layer_norm_shift(x.reshape(B * T, H), self.norm1, attn.out_proj.bias)  # x: a new tensor
+
+        def heads(lin):
+            return F.linear(h, lin.weight, lin.bias).view(B, T, n, d).transpose(1, 2)
+
+        o = F.scaled_dot_product_attention(heads(attn.q_proj), heads(attn.k_proj), heads(attn.v_proj),
+                                           is_causal=T > 1, scale=attn.scaling)
+        x.addmm_(o.transpose(1, 2).reshape(B * T, H), attn.out_proj.weight.t())
+        h, x = layer_norm_shift(x, self.norm2, self.fc2.bias, inplace=True)
+        x.addmm_(torch._addmm_activation(self.fc1.bias, h, self.fc1.weight.t()), self.fc2.weight.t())
+        return x.view(B, T, H)
+
+
+# -- the kernels: Triton on CUDA, the same arithmetic in torch ops elsewhere ----------------------
+def layer_norm_shift(x: torch.Tensor, norm: nn.LayerNorm, shift: torch.Tensor, inplace: bool = False):
+    """(norm(x), x + shift) of a 2-D x in one pass: the LayerNorm in fp32, rounded once; x + shift into a new
+    tensor, or into x itself when inplace (each row is read whole before it is written)."""
+    assert x.stride(1) == 1 and (not inplace or x.is_contiguous())
+    if not _triton_ok(x):
+        h = F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+        return h, (x.add_(shift) if inplace else x + shift)
+    N, H = x.shape
+    h = torch.empty_like(x)
+    xs = x if inplace else torch.empty_like(x)
+    _kernels()["ln_shift"][(N,)](x, norm.weight, norm.bias, shift, h, xs, H, x.stride(0), norm.eps,
+                                 BLOCK=_pow2(H), num_warps=8 if H > 2048 else 4)
+    return h, xs
+
+
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """weight * (x / rms(x)) over the last dim of a 2-D x; normalised in fp32, rounded to x's dtype, then
     scaled by the weight (Hugging Face's order of roundings)."""
@@ -169,6 +224,21 @@ def _kernels() -> dict:
         import triton.language as tl
 
         @triton.jit
+        def ln_shift_kernel(x_ptr, w_ptr, b_ptr, shift_ptr, h_ptr, xs_ptr, H, stride, eps, BLOCK: tl.constexpr):
+            row = tl.program_id(0).to(tl.int64)
+            offs = tl.arange(0, BLOCK)
+            m = offs < H
+            x = tl.load(x_ptr + row * stride + offs, mask=m, other=0.0).to(tl.float32)
+            mean = tl.sum(x, 0) / H
+            c = tl.where(m, x - mean, 0.0)
+            rstd = tl.rsqrt(tl.sum(c * c, 0) / H + eps)
+            w = tl.load(w_ptr + offs, mask=m, other=0.0).to(tl.float32)
+            b = tl.load(b_ptr + offs, mask=m, other=0.0).to(tl.float32)
+            sh = tl.load(shift_ptr + offs, mask=m, other=0.0).to(tl.float32)
+            tl.store(h_ptr + row * H + offs, (c * rstd * w + b).to(h_ptr.dtype.element_ty), mask=m)
+            tl.store(xs_ptr + row * H + offs, (x + sh).to(xs_ptr.dtype.element_ty), mask=m)
+
+        @triton.jit
         def rms_kernel(x_ptr, w_ptr, out_ptr, H, stride, eps, BLOCK: tl.constexpr):
             row = tl.program_id(0).to(tl.int64)
             offs = tl.arange(0, BLOCK)
@@ -206,5 +276,5 @@ def _kernels() -> dict:
             u = tl.load(gu_ptr + row * stride + inner + offs, mask=m, other=0.0).to(tl.float32)
             tl.store(out_ptr + row * inner + offs, (g * tl.sigmoid(g) * u).to(out_ptr.dtype.element_ty), mask=m)
 
-        _compiled = {"rms": rms_kernel, "rope": rope_kernel, "silu_mul": silu_mul_kernel}
+        _compiled = {"ln_shift": ln_shift_kernel, "rms": rms_kernel, "rope": rope_kernel, "silu_mul": silu_mul_kernel}
     return _compiled

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from zo2bench.catalog import ModelSpec
-from zo2bench.engine.fused import FusedLlamaBlock, rms_norm
+from zo2bench.engine.fused import FusedLlamaBlock, FusedOPTBlock, rms_norm
 from zo2bench.engine.loss import causal_lm_loss
 
 
@@ -92,6 +92,9 @@ class OPTAdapter:
         return x + d.embed_positions(None, 0, position_ids=batch.position_ids)
 
     def block(self, model, layer, x, batch):
+        fused = getattr(layer, "zo_fused", None)
+        if fused is not None and not torch.is_grad_enabled() and not layer.training:  # (it has no dropout)
+            return fused(x)
         out = layer(x, attention_mask=None, position_ids=batch.position_ids)  # None: SDPA's causal kernel
         return out[0] if isinstance(out, tuple) else out
 
@@ -109,7 +112,9 @@ class OPTAdapter:
         # product is written once and never re-read by a separate ReLU (8 ms of a 194 ms OPT-1.3B batch-8
         # step on the H100), nor kept beside its rectified copy (32 MiB at the batch-1 peak).
         # Backprop has no derivative for the fused op, so it takes linear then an in-place ReLU.
+        # The ZO passes of pre-LayerNorm layers take engine/fused.py's block, which does the same and more.
         for layer in model.model.decoder.layers:
+            layer.zo_fused = FusedOPTBlock.of(layer)
             if type(layer.activation_fn) is nn.ReLU:
                 layer.fc1.forward = _linear_relu.__get__(layer.fc1)
                 layer.activation_fn = nn.Identity()

@@ -7,10 +7,15 @@
 Two backends draw different (each deterministic) z, so parity holds between modes on one device:
 - `TorchNoise` (CPU, or a GPU without Triton): z drawn with torch's generator in fixed chunks of
   Z_CHUNK elements into a small buffer, then added: three kernels per chunk.
-- `TritonNoise` (CUDA): one fused kernel per call; z comes from counter-based Philox (tl.randn4x) at
+- `TritonNoise` (CUDA): one fused kernel per call; z comes from counter-based Philox (tl.rand4x) at
   each element's index, so nothing is buffered and a unit costs one launch, not hundreds. On the H100
   the chunked torch path spent 30 ms of a 107 ms OPT-1.3B step in ~2,400 small kernels, and more in
-  launching them.
+  launching them. The uniforms become normals by Box-Muller with the GPU's approximate lg2/sin/cos: with
+  Triton's accurate ones (tl.randn4x) the pass was bound by that arithmetic, not by memory (H100, one
+  OPT-1.3B block: 181 us a pass against 89 us for the same traffic with no z, 106 us with the approximate
+  functions; tools/bench_noise.py, results/bench-noise/). z moves by ~1e-6 (test_engine's GPU tier bounds it
+  at 1e-4 against tl.randn4x's z from the same uniforms), so GPU runs from before that change (commit
+  9e17a7b and earlier) drew a z that differs in the last bits.
 Both compute in fp32 and round once, so a zero coef leaves theta bitwise unchanged (build() removes -0.0).
 """
 from __future__ import annotations
@@ -52,8 +57,19 @@ def _triton_kernels():
         import triton
         import triton.language as tl
 
+        @triton.jit
+        def _approx(x, op: tl.constexpr):  # PTX's approximate lg2/sin/cos: one instruction, no range reduction
+            return tl.inline_asm_elementwise(op + ".approx.ftz.f32 $0, $1;", "=r,r", [x], dtype=tl.float32,
+                                             is_pure=True, pack=1)
+
+        @triton.jit
+        def _box_muller(u1, u2):  # tl.randn4x's transform (u1 clamped at 1e-7; angle 2 pi u2), cheap functions
+            r = tl.sqrt(-1.3862943611198906 * _approx(tl.maximum(1.0e-7, u1), "lg2"))  # -2 ln u = -2 ln2 log2 u
+            th = 6.283185307179586 * u2
+            return r * _approx(th, "cos"), r * _approx(th, "sin")
+
         # Program pid covers elements [pid*4Q, (pid+1)*4Q); element pid*4Q + k*Q + j takes the k-th of the
-        # four normals Philox draws at counter pid*Q + j. Everything is computed in fp32 and rounded once.
+        # four normals drawn from the Philox counter pid*Q + j. Everything is computed in fp32 and rounded once.
         @triton.jit
         def _axpy(dst_ptr, src_ptr, offs, n, a, z):
             m = offs < n
@@ -65,7 +81,9 @@ def _triton_kernels():
             pid = tl.program_id(0)
             if A_FROM_PTR:  # the update's coefficient stays on the device: no host sync to read g
                 a = tl.load(a_ptr).to(tl.float32)
-            z0, z1, z2, z3 = tl.randn4x(seed, pid * Q + tl.arange(0, Q))
+            u0, u1, u2, u3 = tl.rand4x(seed, pid * Q + tl.arange(0, Q))
+            z0, z1 = _box_muller(u0, u1)
+            z2, z3 = _box_muller(u2, u3)
             base = pid.to(tl.int64) * 4 * Q + tl.arange(0, Q)
             _axpy(dst_ptr, src_ptr, base, n, a, z0)
             _axpy(dst_ptr, src_ptr, base + Q, n, a, z1)
@@ -78,6 +96,7 @@ def _triton_kernels():
 
 class TritonNoise:
     Q = 1024  # Philox counters per program, four elements each
+    WARPS = 8  # H100, one OPT-1.3B block: 101 us a pass with 8 warps, 106 with 4 (tools/bench_noise.py)
 
     def __init__(self, device: torch.device, dtype: torch.dtype, max_numel: int):
         if max_numel >= 2**31:  # Philox counters are 32-bit
@@ -88,7 +107,7 @@ class TritonNoise:
         n = src.numel()
         grid = (triton_cdiv(n, 4 * self.Q),)
         self.kernel[grid](dst, src, n, seed & 0x7FFFFFFF, a, a_ptr if a_ptr is not None else src,
-                          A_FROM_PTR=a_ptr is not None, Q=self.Q, num_warps=4)
+                          A_FROM_PTR=a_ptr is not None, Q=self.Q, num_warps=self.WARPS)
 
     def perturb(self, out, theta, seed: int, scale: float) -> None:
         self._launch(out, theta, seed, scale, None)
