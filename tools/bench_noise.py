@@ -3,7 +3,8 @@
     PYTHONPATH=. python3 tools/bench_noise.py --numel 50331648 --out /tmp/noise.json
 
 One OPT-1.3B block (50.3 M fp16 weights) by default. Each variant writes out <- theta + a * z over the
-whole block; times are CUDA-event medians of --reps calls after warm-up (Triton compiles on the first).
+whole block; times are CUDA-event medians of --reps calls, taken round-robin over the variants in --rounds
+rounds after one compiling call each.
   engine          the engine's own pass (noise.TritonNoise.perturb): the figure every step pays
   engine-update   the same kernel in place with the coefficient read from the device (noise.update)
   copy            out <- theta + a (no z): the memory floor of a pass (2 bytes read, 2 written a weight)
@@ -75,8 +76,6 @@ def variant_kernel(dst_ptr, src_ptr, n, seed, a, Q: tl.constexpr, LOAD: tl.const
 
 
 def timed(fn, out, reps: int) -> list[float]:
-    for _ in range(3):
-        fn(out)
     ms = []
     for _ in range(reps):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -91,7 +90,8 @@ def timed(fn, out, reps: int) -> list[float]:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--numel", type=int, default=50_331_648, help="elements of one unit (OPT-1.3B block)")
-    p.add_argument("--reps", type=int, default=30)
+    p.add_argument("--reps", type=int, default=40, help="timed calls of each variant, over all rounds")
+    p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--model-numel", type=float, default=1.42e9, help="weights of the model a step walks")
     p.add_argument("--passes", type=int, default=3, help="z passes a unit takes a step (update, +, -)")
     p.add_argument("--out")
@@ -123,11 +123,19 @@ def main() -> None:
     rows = []
     print(f"numel {n:,} fp16, {a.reps} reps; per-step figure: {a.passes} passes over {a.model_numel:.3g} weights")
     print(f"{'variant':18s} {'median us':>10s} {'IQR us':>8s} {'GB/s (r+w)':>11s} {'ms/step':>8s}  z vs engine")
+    # Round-robin: every variant is timed in each of --rounds rounds (reps/rounds calls each), so clocks that
+    # ramp up or drift over the run are spread over all variants instead of landing on the first one.
+    outs = {name: torch.empty_like(theta) for name in variants}
+    outs["engine-update"].copy_(theta)
+    for name, (fn, _) in variants.items():
+        fn(outs[name])  # compile
+    times = {name: [] for name in variants}
+    per_round = max(1, a.reps // a.rounds)
+    for _ in range(a.rounds):
+        for name, (fn, _) in variants.items():
+            times[name] += timed(fn, outs[name], per_round)
     for name, (fn, loads) in variants.items():
-        out = torch.empty_like(theta)
-        if name == "engine-update":
-            out.copy_(theta)
-        ms = timed(fn, out, a.reps)
+        out, ms = outs[name], times[name]
         med = statistics.median(ms)
         q = statistics.quantiles(ms, n=4)
         bytes_moved = n * (4 if loads else 2)
@@ -152,7 +160,7 @@ def main() -> None:
               f"{row['ms_per_step']:8.2f}  {cmp}{mom}", flush=True)
     if a.out:
         with open(a.out, "w") as f:
-            json.dump({"schema": "bench-noise/1", "numel": n, "dtype": "fp16", "reps": a.reps,
+            json.dump({"schema": "bench-noise/1", "numel": n, "dtype": "fp16", "reps": a.reps, "rounds": a.rounds,
                        "model_numel": a.model_numel, "passes": a.passes, "rows": rows,
                        "fingerprint": fingerprint("cuda")}, f, indent=1)
 
