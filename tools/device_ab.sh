@@ -3,7 +3,8 @@
 # config, in one process order on one machine (these machines drift; issue 13 asks for both in one run).
 #   BASE=<sha in the bundle> AB_BUDGET_S=560 bash tools/device_ab.sh        (carry .regression/repo.bundle)
 #   AB_SIDES=new AB_CONFIGS="..." bash tools/device_ab.sh                    (main alone: no BASE)
-# AB_CONFIGS: lines "NAME bench-step args"; the default is the Llama-style set. Each config runs BASE then main.
+# AB_CONFIGS: lines "NAME bench-step args" (fp16, T 2048 unless they say otherwise); the default is the
+# Llama-style set. Each config runs BASE then main.
 # First the GPU test tier named by AB_TESTS (skipped if empty), then one calibration, then the pairs; the
 # records go to $OUT/ab/{base,new}/bench-NAME.json and are packed into $OUT/ab.tgz after each one.
 set -uo pipefail
@@ -40,7 +41,7 @@ while read -r name args; do
     (( $(left) < 50 )) && { echo "ab: skipped $name $side (only $(left) s left)"; continue; }
     dir=$PWD; commit=$NEW; [[ $side == base ]] && { dir=/tmp/base; commit=$BASE; }
     ( cd "$dir" && PYTHONPATH="$dir" ZO2BENCH_GIT_COMMIT=$commit timeout $(( $(left) - 20 )) python3 -m zo2bench bench-step \
-        $args --dtype fp16 --seq 2048 --device cuda --calibration "$D/calibration.json" --out "$D/$side/bench-$name.json" \
+        --dtype fp16 --seq 2048 $args --device cuda --calibration "$D/calibration.json" --out "$D/$side/bench-$name.json" \
         2>"$D/$side/bench-$name.err" | grep -E "step time|step /|peak alloc" | sed "s/^/$name $side: /" )
     pack
   done

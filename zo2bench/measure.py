@@ -66,6 +66,7 @@ def measured_run(cfg: RunConfig, on_phase: Callable[[str], None] | None = None,
         "build": {**out["build"], **peaks.peaks.get("build", {})},
         "offload": out["offload"],
         "steps": out["steps"],
+        "step_timing": out["step_timing"],
         "memory": peaks.peaks,
         "final_params_sha256": out["final_params_sha256"],
     }

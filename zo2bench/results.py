@@ -7,6 +7,8 @@ A run record (what `zo2bench run --out FILE.json` writes) looks like:
      "fingerprint": {...probes.fingerprint...},
      "build": {"seconds", "torch_peak_allocated_bytes", ...},
      "steps": [{"step", "warmup", "loss_plus", "loss_minus", "projected_grad", "seconds"}],  # fo-*: "loss"
+     "step_timing": "pipelined",  # how "seconds" is taken (engine/trainer.py's docstring); older records
+                                  # lack the key: each of their steps began on an idle device
      "memory": {phase: {"torch_peak_allocated_bytes", "torch_peak_reserved_bytes"}},
      "final_params_sha256": "..."}
 
@@ -27,7 +29,7 @@ A sweep (`zo2bench sweep`) appends one row per cell, as each cell ends, to a JSO
      "probes": {...ProbeSet summary: per-phase peaks, "not_measured"...},
      "memory": {"torch": {phase: peaks}, "views": {phase: {...torch / NVML process / host RSS+pinned, gaps...}}},
      "oom": {...GPUOutOfMemory.as_dict()...}, "feasibility": {need_bytes, limit_bytes, where},
-     "model": {...}, "build": {...}, "final_params_sha256": "..."}
+     "model": {...}, "build": {...}, "step_timing": "pipelined", "final_params_sha256": "..."}
 
     append_row(path, row)                       # one line, locked, flushed and fsynced: a crash loses no row
     read_rows(path), sweep_files("results", series="memory_scaling", machine="h100-80gb-hbm3")

@@ -69,6 +69,7 @@ def bench_record(record: dict, calibration_path: str | None = None, results_dir:
         "resident_blocks": resident, "streamed_blocks": streamed,
         "build_s": record["build"]["seconds"],
         "steps": record["steps"],
+        "step_timing": record.get("step_timing"),
         "final_params_sha256": record["final_params_sha256"],
     }
     d = record.get("distributed")

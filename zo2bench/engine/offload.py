@@ -92,14 +92,21 @@ class Timeline:
         yield
         self.end(lane, name, start)
 
-    def collect(self) -> dict[str, float]:
-        """Milliseconds per lane since the last collect. Waits for each span's end: the loss can be ready
-        while the last blocks' copies back are still in flight (llama2-7b zo2 batch 1 on an H100)."""
+    def mark(self) -> int:
+        """The number of spans recorded so far: collect(mark) takes those only (one step's, with the next
+        step already queued behind them)."""
+        return len(self.spans)
+
+    def collect(self, upto: int | None = None) -> dict[str, float]:
+        """Milliseconds per lane over the oldest `upto` spans not yet collected (all of them by default),
+        which are dropped. Waits for each span's end: the loss can be ready while the last blocks' copies
+        back are still in flight (llama2-7b zo2 batch 1 on an H100). Marks count from the last collect."""
+        upto = len(self.spans) if upto is None else upto
         out: dict[str, float] = {}
-        for name, a, b in self.spans:
+        for name, a, b in self.spans[:upto]:
             b.synchronize()
             out[name] = out.get(name, 0.0) + a.elapsed_time(b)
-        self.spans = []
+        self.spans = self.spans[upto:]
         return out
 
 

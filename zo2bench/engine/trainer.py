@@ -6,10 +6,19 @@
 The engine only runs steps and times them; it knows nothing of probes or records. `on_phase(name)` is
 called as "build", "warmup", "measured" and "done" (flush, digest, release) begin, and `on_step(i,
 total, row)` after each step, so that probes, allocator peaks and progress bars can follow; the caller
-(zo2bench/measure.py) adds the fingerprint, the memory peaks and the schema. Step times are wall-clock
-around a step that ends in a device synchronisation (reading the losses), so they are honest on a GPU;
-batches are made before the timed region. A CUDA run happens with its GPU as the current device, so
-streams and kernels of `--device cuda:1` land on that GPU.
+(zo2bench/measure.py) adds the fingerprint, the memory peaks and the schema. Batches are made before
+the timed region. A CUDA run happens with its GPU as the current device, so streams and kernels of
+`--device cuda:1` land on that GPU.
+
+Steps are pipelined: step t+1 is queued before step t's losses are read (the update needs only g on the
+device), so the device does not idle while the host reads a loss and launches the next step's first
+kernels, and zo2's upload lane runs from one step into the next. A step's "seconds" runs from the later of
+the previous step's completion and its own launch to its own completion: on a GPU, CUDA events recorded
+on the compute stream before and after the step's launch (the device reaches the first when both have
+happened), so a step waiting for its launch counts that wait and one waiting for its predecessor does
+not count the predecessor; on a CPU, where a step runs as it is launched, the wall clock around it.
+That is the period a training loop runs at. A step's losses are read, and a non-finite one reported, one
+step late. Phases start from an idle device: the last step of a phase is read before the next begins.
 """
 from __future__ import annotations
 
@@ -48,6 +57,22 @@ def model_summary(spec) -> dict:
 def _sync(dev: torch.device) -> None:
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
+
+
+def _stamp(dev: torch.device):
+    """A point in the step stream: a CUDA event on the current stream, or the wall clock on a CPU."""
+    if dev.type != "cuda":
+        return time.perf_counter()
+    ev = torch.cuda.Event(enable_timing=True)
+    ev.record()
+    return ev
+
+
+def _elapsed_s(start, end) -> float:
+    if isinstance(start, float):
+        return end - start
+    end.synchronize()
+    return start.elapsed_time(end) / 1e3
 
 
 def params_digest(tensors) -> str:
@@ -133,23 +158,36 @@ def _run(cfg, spec, dev, on_phase, on_step, timing, builder) -> dict:
     total = cfg.warmup + cfg.steps
     batches = random_batches(spec.vocab, cfg, total, lambda ids: make_batch(ids, dev))
     steps = []
+
+    def finish(t, out_dev, start, end, spans):
+        out = {k: v.item() for k, v in out_dev.items()}  # .item() waits for step t
+        row = {"step": t, "warmup": t < cfg.warmup, **out}
+        if timeline is not None:
+            row["lanes_ms"] = timeline.collect(spans)  # step t's spans only (step t+1's may be queued)
+        row["seconds"] = _elapsed_s(start, end)
+        if not all(math.isfinite(v) for v in out.values()):
+            raise NonFiniteLoss(t, cfg.seed, out.get("loss_plus", out["loss"]), out.get("loss_minus"))
+        steps.append(row)
+        if on_step:
+            on_step(t, total, row)
+
     try:
+        queued = None  # step t, its losses on the device, its two stamps, the timeline's spans up to its end
         for t in range(total):
             if t == 0 or t == cfg.warmup:
+                if queued:
+                    finish(*queued)
+                    queued = None
+                _sync(dev)
                 on_phase("warmup" if t < cfg.warmup else "measured")
-            _sync(dev)
-            t0 = time.perf_counter()
-            out = {k: v.item() for k, v in trainer.step(batches[t], t).items()}  # .item() waits for the step
-            seconds = time.perf_counter() - t0  # with or without a timeline: its wait below is not the step's
-            row = {"step": t, "warmup": t < cfg.warmup, **out}
-            if timeline is not None:
-                row["lanes_ms"] = timeline.collect()
-            row["seconds"] = seconds
-            if not all(math.isfinite(v) for v in out.values()):
-                raise NonFiniteLoss(t, cfg.seed, out.get("loss_plus", out["loss"]), out.get("loss_minus"))
-            steps.append(row)
-            if on_step:
-                on_step(t, total, row)
+            start = _stamp(dev)
+            out_dev = trainer.step(batches[t], t)
+            end = _stamp(dev)
+            if queued:
+                finish(*queued)
+            queued = (t, out_dev, start, end, timeline.mark() if timeline is not None else None)
+        if queued:
+            finish(*queued)
         on_phase("done")
         trainer.flush()  # the last update lands before the weights are read
         _sync(dev)
@@ -164,6 +202,7 @@ def _run(cfg, spec, dev, on_phase, on_step, timing, builder) -> dict:
         "build": {"seconds": build_s, "library_import_s": import_s, "parts_s": getattr(trainer, "build_parts", None)},
         "offload": offload,
         "steps": steps,
+        "step_timing": "pipelined",  # the module docstring; records without this key synchronised every step
         "final_params_sha256": digest,
     }
 
