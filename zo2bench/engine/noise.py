@@ -11,11 +11,12 @@ Two backends draw different (each deterministic) z, so parity holds between mode
   each element's index, so nothing is buffered and a unit costs one launch, not hundreds. On the H100
   the chunked torch path spent 30 ms of a 107 ms OPT-1.3B step in ~2,400 small kernels, and more in
   launching them. The uniforms become normals by Box-Muller with the GPU's approximate lg2/sin/cos: with
-  Triton's accurate ones (tl.randn4x) the pass was bound by that arithmetic, not by memory (H100, one
-  OPT-1.3B block: 181 us a pass against 89 us for the same traffic with no z, 106 us with the approximate
-  functions; tools/bench_noise.py, results/bench-noise/). z moves by ~1e-6 (test_engine's GPU tier bounds it
-  at 1e-4 against tl.randn4x's z from the same uniforms), so GPU runs from before that change (commit
-  9e17a7b and earlier) drew a z that differs in the last bits.
+  Triton's accurate ones (tl.randn4x) the pass was bound by that arithmetic, not by memory. H100, one
+  OPT-1.3B block, tools/bench_noise.py in three calls (results/bench-step/h100-80gb-hbm3/*noise*,
+  */noise-opt-block.json): accurate functions 157-190 us a pass, approximate ones 94-135 us, the same
+  traffic with no z 88-120 us. z moves by ~1e-6 (test_engine's GPU tier bounds it at 1e-4 against
+  tl.randn4x's z from the same uniforms), so GPU runs up to commit 9e17a7b drew a z that differs in the
+  last bits from later ones.
 Both compute in fp32 and round once, so a zero coef leaves theta bitwise unchanged (build() removes -0.0).
 """
 from __future__ import annotations
@@ -96,7 +97,7 @@ def _triton_kernels():
 
 class TritonNoise:
     Q = 1024  # Philox counters per program, four elements each
-    WARPS = 8  # H100, one OPT-1.3B block: 101 us a pass with 8 warps, 106 with 4 (tools/bench_noise.py)
+    WARPS = 8  # 4 and 8 were within each other's noise on the H100 (tools/bench_noise.py, three calls)
 
     def __init__(self, device: torch.device, dtype: torch.dtype, max_numel: int):
         if max_numel >= 2**31:  # Philox counters are 32-bit
