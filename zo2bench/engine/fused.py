@@ -16,8 +16,8 @@ that was ~80 ms of a 258 ms step, against 140 ms of matmuls. Here, with the bloc
 - both residual adds ride in the epilogue of o_proj's and down_proj's matmuls (addmm).
 OPT's block spent 15 ms of a 181 ms OPT-1.3B batch-8 step (H100, torch.profiler) on two LayerNorms, two
 residual adds and the query scaling, each a pass over [B*T, H]. Here the query scaling is SDPA's own scale,
-both residual adds ride in the epilogue of out_proj's and fc2's matmuls (addmm), and the kernel of the
-second LayerNorm adds out_proj's bias before normalising and fc2's bias after, in place, so no add is left.
+and each LayerNorm kernel also writes its input plus the bias of the projection that closes the sublayer, so
+that projection's matmul adds the residual in its epilogue (addmm in place) and no add is left.
 Values match the Hugging Face blocks to rounding, not bitwise: fp32 arithmetic rounds once where Hugging
 Face rounds after each op, and the biases join the residual in another order (tests/test_fused.py compares
 the blocks, tests/test_engine.py the step's losses against the plain Hugging Face model). mezo and zo2 take
@@ -130,34 +130,33 @@ class FusedOPTBlock:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         B, T, H = x.shape
         attn, n, d = self.attn, self.n, self.d
-        x = x.reshape(B * T, H)
-        h = F.layer_norm(x, self.norm1.normalized_shape, self.norm1.weight, self.norm1.bias, self.norm1.eps)
-        q, k, v = (F.linear(h, lin.weight, lin.bias).view(B, T, n, d).transpose(1, 2)
-                   for lin in (attn.q_proj, attn.k_proj, attn.v_proj))
-        del h  # what is alive at the attention is the peak of a batch-1 zo2 step: nothing more than needed
-        o = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1, scale=attn.scaling)
-        del q, k, v
-        x = torch.addmm(x, o.transpose(1, 2).reshape(B * T, H), attn.out_proj.weight.t())  # out_proj's bias: below
-        h, x = layer_norm_shift(x, self.norm2, attn.out_proj.bias, self.fc2.bias)
+        h, x = layer_norm_shift(x.reshape(B * T, H), self.norm1, attn.out_proj.bias)  # x: a new tensor
+
+        def heads(lin):
+            return F.linear(h, lin.weight, lin.bias).view(B, T, n, d).transpose(1, 2)
+
+        o = F.scaled_dot_product_attention(heads(attn.q_proj), heads(attn.k_proj), heads(attn.v_proj),
+                                           is_causal=T > 1, scale=attn.scaling)
+        x.addmm_(o.transpose(1, 2).reshape(B * T, H), attn.out_proj.weight.t())
+        h, x = layer_norm_shift(x, self.norm2, self.fc2.bias, inplace=True)
         x.addmm_(torch._addmm_activation(self.fc1.bias, h, self.fc1.weight.t()), self.fc2.weight.t())
         return x.view(B, T, H)
 
 
 # -- the kernels: Triton on CUDA, the same arithmetic in torch ops elsewhere ----------------------
-def layer_norm_shift(x: torch.Tensor, norm: nn.LayerNorm, pre: torch.Tensor, post: torch.Tensor):
-    """In one pass over a contiguous 2-D x, in place: s = x + pre (rounded to x's dtype), then
-    (norm(s), x <- s + post), the LayerNorm in fp32 and rounded once. Each row is read whole before it is
-    written, so x can be overwritten."""
-    assert x.is_contiguous()
+def layer_norm_shift(x: torch.Tensor, norm: nn.LayerNorm, shift: torch.Tensor, inplace: bool = False):
+    """(norm(x), x + shift) of a 2-D x in one pass: the LayerNorm in fp32, rounded once; x + shift into a new
+    tensor, or into x itself when inplace (each row is read whole before it is written)."""
+    assert x.stride(1) == 1 and (not inplace or x.is_contiguous())
     if not _triton_ok(x):
-        s = x.add_(pre)
-        h = F.layer_norm(s, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
-        return h, s.add_(post)
+        h = F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+        return h, (x.add_(shift) if inplace else x + shift)
     N, H = x.shape
     h = torch.empty_like(x)
-    _kernels()["ln_shift"][(N,)](x, norm.weight, norm.bias, pre, post, h, H, norm.eps,
+    xs = x if inplace else torch.empty_like(x)
+    _kernels()["ln_shift"][(N,)](x, norm.weight, norm.bias, shift, h, xs, H, x.stride(0), norm.eps,
                                  BLOCK=_pow2(H), num_warps=8 if H > 2048 else 4)
-    return h, x
+    return h, xs
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -225,21 +224,19 @@ def _kernels() -> dict:
         import triton.language as tl
 
         @triton.jit
-        def ln_shift_kernel(x_ptr, w_ptr, b_ptr, pre_ptr, post_ptr, h_ptr, H, eps, BLOCK: tl.constexpr):
+        def ln_shift_kernel(x_ptr, w_ptr, b_ptr, shift_ptr, h_ptr, xs_ptr, H, stride, eps, BLOCK: tl.constexpr):
             row = tl.program_id(0).to(tl.int64)
             offs = tl.arange(0, BLOCK)
             m = offs < H
-            x = tl.load(x_ptr + row * H + offs, mask=m, other=0.0).to(tl.float32)
-            pre = tl.load(pre_ptr + offs, mask=m, other=0.0).to(tl.float32)
-            s = (x + pre).to(x_ptr.dtype.element_ty).to(tl.float32)  # rounded as the torch path's add_
-            mean = tl.sum(s, 0) / H
-            c = tl.where(m, s - mean, 0.0)
+            x = tl.load(x_ptr + row * stride + offs, mask=m, other=0.0).to(tl.float32)
+            mean = tl.sum(x, 0) / H
+            c = tl.where(m, x - mean, 0.0)
             rstd = tl.rsqrt(tl.sum(c * c, 0) / H + eps)
             w = tl.load(w_ptr + offs, mask=m, other=0.0).to(tl.float32)
             b = tl.load(b_ptr + offs, mask=m, other=0.0).to(tl.float32)
-            post = tl.load(post_ptr + offs, mask=m, other=0.0).to(tl.float32)
+            sh = tl.load(shift_ptr + offs, mask=m, other=0.0).to(tl.float32)
             tl.store(h_ptr + row * H + offs, (c * rstd * w + b).to(h_ptr.dtype.element_ty), mask=m)
-            tl.store(x_ptr + row * H + offs, (s + post).to(x_ptr.dtype.element_ty), mask=m)
+            tl.store(xs_ptr + row * H + offs, (x + sh).to(xs_ptr.dtype.element_ty), mask=m)
 
         @triton.jit
         def rms_kernel(x_ptr, w_ptr, out_ptr, H, stride, eps, BLOCK: tl.constexpr):
