@@ -99,23 +99,25 @@ def test_gpu_triton_kernels_match_the_torch_path(model, dtype, monkeypatch):
     torch.testing.assert_close(triton_out.float(), torch_out.float(), rtol=tol, atol=tol)
 
 
-@pytest.mark.gpu
-def test_gpu_opt_block_holds_no_more_memory_than_hugging_face():
-    """Peak allocated during one block call: the fused block's, at most the Hugging Face block's (a tensor
-    kept alive past its use had raised OPT-1.3B's zo2 batch-1 peak by 8 MiB)."""
-    zm, layer, x, batch = _block_inputs("opt-125m", "cuda", torch.float16, B=1, T=1024)  # 1.5 MiB a hidden state
+def test_opt_block_holds_no_more_hidden_states_than_hugging_face_at_fc1(monkeypatch):
+    """At fc1, the moment of OPT-1.3B's zo2 batch-1 peak on the H100 (tools/peak_at.py), the fused block keeps
+    no more [B*T, H] tensors alive than the Hugging Face block (its attention output once stayed: +8 MiB)."""
+    import gc
 
-    def peak(fn):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        with torch.no_grad():
-            out = fn()
-        torch.cuda.synchronize()
-        del out
-        return torch.cuda.max_memory_allocated() - base
+    zm, layer, x, batch = _block_inputs("opt-tiny", "cpu")
+    hidden = x.numel()
+    seen = []
+    real = torch._addmm_activation
 
-    peak(lambda: layer.zo_fused(x))  # warm-up: kernels compiled, workspaces made
-    ours = peak(lambda: layer.zo_fused(x))
-    hf = peak(lambda: _hugging_face_block(zm, layer, x, batch))
-    assert ours <= hf
+    def counting(*args, **kw):
+        alive = {t.untyped_storage().data_ptr() for t in gc.get_objects()
+                 if type(t) is torch.Tensor and t.numel() == hidden}  # type(): no deprecated proxy touched
+        seen.append(len(alive))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(torch, "_addmm_activation", counting)
+    with torch.no_grad():
+        layer.zo_fused(x)
+    _hugging_face_block(zm, layer, x, batch)
+    ours, hf = seen
+    assert 0 < ours <= hf
