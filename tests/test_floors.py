@@ -98,13 +98,28 @@ def test_choosing_k_weighs_the_link_against_the_replays():
 
     args = dict(n_blocks=24, block_bytes=50_358_272 * 2, h2d_gb_per_s=54.9, both_gb_per_s=64.2, replay_s=0.2e-3)
     b1 = choose_writeback_every(compute_s=0.039, **args)  # batch 1: transfer-bound at K = 1 (75 ms)
-    est = b1["estimates_s"]
-    assert b1["every"] == 4 and est[4] == pytest.approx(max(0.039 + 24 * 1.5 * 0.2e-3, 0.0471), rel=1e-2)
-    assert est[4] < est[3] and est[4] < est[5]  # K = 5 replays more (48.6 ms) than it saves on the link
+    est, up = b1["estimates_s"], 24 * 50_358_272 * 2
+    # the link at K = 5: a fifth of the bytes both ways at half of 64.2 GB/s each, the rest up at 54.9 GB/s
+    link5 = 2 * up / 5 / 64.2e9 + up * 4 / 5 / 54.9e9
+    assert b1["every"] == 5 and est[5] == pytest.approx(link5, rel=1e-9) and link5 > 0.039 + 24 * 2 * 0.2e-3
+    assert est[5] < est[4] and est[5] < est[6]  # K = 6 replays more (51.0 ms) than the link saves (49.3 ms)
     b8 = choose_writeback_every(compute_s=0.188, **args)  # batch 8: compute-bound, replays only cost
     assert b8["every"] == 1
     no_link = choose_writeback_every(compute_s=0.039, **(args | {"both_gb_per_s": None}))
     assert no_link["every"] == 1 and no_link["estimates_s"][1] is None
+
+
+def test_shared_link_meets_both_floors_at_its_ends():
+    from zo2bench.bench.floors import deferred_transfer_s
+    from zo2bench.bench.writeback import shared_link_s
+
+    up = 2.4e9
+    assert shared_link_s(up, up, 55.0, 88.0) == pytest.approx(deferred_transfer_s(up, up, 1, 55.0, 88.0))
+    assert shared_link_s(up, 0.0, 55.0, 88.0) == pytest.approx(up / 55e9)
+    k = [shared_link_s(up, up / k, 55.0, 88.0) for k in (1, 2, 3, 4, 8)]
+    assert k == sorted(k, reverse=True)  # fewer copies back, less time: every K counts, not only K = 2
+    assert all(v >= deferred_transfer_s(up, up, i, 55.0, 88.0) for v, i in zip(k, (1, 2, 3, 4, 8)))
+    assert shared_link_s(up, up, None, 88.0) is None
 
 
 def test_replay_cost_is_measured_on_the_cpu_too():
