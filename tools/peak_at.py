@@ -5,7 +5,9 @@
 
 Records the caching allocator's history (torch.cuda.memory._record_memory_history) over one measured step,
 replays its alloc/free events to find the moment of the peak, and prints the peak, the tensors alive then
-(largest first) and, for each, the innermost frames of this project's code that allocated it.
+(largest first) and, for each, the innermost frames of this project's or transformers' code that allocated
+it. Allocations made before the step (weights, slots, arena) are not in the history: the peak printed first
+is the step's own; the allocator's overall peak is printed beside it.
 """
 import argparse
 from collections import Counter
