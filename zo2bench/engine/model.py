@@ -76,6 +76,13 @@ def _is_norm(module: nn.Module) -> bool:
     return isinstance(module, nn.LayerNorm) or type(module).__name__.endswith("RMSNorm")
 
 
+def _zo_fused(layer: nn.Module):
+    """The layer's engine/fused.py block where it stands in: the ZO passes (no grad: backprop keeps the Hugging
+    Face forward) in eval mode (dropout, where a config has it, is the Hugging Face forward's)."""
+    fused = getattr(layer, "zo_fused", None)
+    return fused if fused is not None and not torch.is_grad_enabled() and not layer.training else None
+
+
 # -- families: which modules form each unit, and how each unit computes ------------------------------
 class OPTAdapter:
     def split(self, model):
@@ -92,8 +99,7 @@ class OPTAdapter:
         return x + d.embed_positions(None, 0, position_ids=batch.position_ids)
 
     def block(self, model, layer, x, batch):
-        fused = getattr(layer, "zo_fused", None)
-        if fused is not None and not torch.is_grad_enabled() and not layer.training:  # (it has no dropout)
+        if fused := _zo_fused(layer):
             return fused(x)
         out = layer(x, attention_mask=None, position_ids=batch.position_ids)  # None: SDPA's causal kernel
         return out[0] if isinstance(out, tuple) else out
@@ -138,8 +144,7 @@ class LlamaAdapter:
         return x
 
     def block(self, model, layer, x, batch):
-        fused = getattr(layer, "zo_fused", None)
-        if fused is not None and not torch.is_grad_enabled():
+        if fused := _zo_fused(layer):
             return fused(x, batch.rope)
         out = layer(x, attention_mask=None, position_ids=batch.position_ids, position_embeddings=batch.rope)
         return out[0] if isinstance(out, tuple) else out
