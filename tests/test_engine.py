@@ -108,7 +108,7 @@ def test_weight_decay_spares_biases_and_norms():
     before = [u.theta.clone() for u in zm.units]
     from zo2bench.engine.zo import Update
 
-    zo.pending = Update(seed=0, coef=torch.zeros(()), decay=0.5 * 0.1)
+    zo.pending = Update(seeds=zo.unit_seeds(0), coef=torch.zeros(()), decay=0.5 * 0.1)
     zo.flush()
     for u, b in zip(zm.units, before):
         for seg in u.segments:

@@ -39,6 +39,8 @@ class RunConfig:
     gpu_budget_gib: float | None = None  # zo2: keep as many blocks resident as fit in this budget (GiB)
     writeback_every: int = 1     # zo2: copy a streamed block back to host memory every this many visits; in
                                  # between, its updates are replayed on upload (the same weights, bit for bit)
+    cuda_graphs: bool = False    # mezo on CUDA: steps replay one captured CUDA graph (engine/graphs.py; the same
+                                 # weights, bit for bit); the first two steps, and two of each new shape, run eagerly
     # Distributed runs (zo2bench/distributed, docs/distributed.md): ZO modes on torch.distributed, one rank a GPU.
     nproc_per_node: int = 1      # ranks on this host; above 1, `zo2bench run` launches them through torchrun
     dp: int = 0                  # data parallel: ranks that each take a shard of the global batch (0: default)
@@ -93,6 +95,11 @@ def check(cfg: RunConfig) -> None:
         # g = (loss+ - loss-) / (2 eps): eps 0 divides by zero and turns every weight into NaN
         raise UserError(f"--eps must be a finite number > 0 (got {cfg.eps})")
     _check_distributed(cfg)
+    if cfg.cuda_graphs and cfg.mode != "mezo":
+        raise UserError(f"--cuda-graphs applies to mezo only (mode is {cfg.mode}): zo2's steps wait on the "
+                        "copies of its own streams, and backprop's are not captured")
+    if cfg.cuda_graphs and max(cfg.nproc_per_node, cfg.dp, cfg.pert, cfg.weight_shard) > 1:
+        raise UserError("--cuda-graphs runs on one GPU; a distributed step's collectives are not captured")
     if cfg.gpu_budget_gib is not None:
         if cfg.mode != "zo2":
             raise UserError(f"--gpu-budget applies to zo2 only (mode is {cfg.mode})")

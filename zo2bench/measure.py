@@ -67,6 +67,7 @@ def measured_run(cfg: RunConfig, on_phase: Callable[[str], None] | None = None,
         "offload": out["offload"],
         "steps": out["steps"],
         "step_timing": out["step_timing"],
+        **({"cuda_graphs": out["cuda_graphs"]} if out.get("cuda_graphs") else {}),
         "memory": peaks.peaks,
         "final_params_sha256": out["final_params_sha256"],
     }

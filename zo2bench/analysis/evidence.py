@@ -113,10 +113,12 @@ def _flag(commit, dirty) -> str:
 
 
 def _variant(config: dict) -> str | None:
-    """What sets a run apart from the plain mode, e.g. "gpu_budget_gib=12" (some blocks kept resident), or
-    "nproc_per_node=2" (a distributed run: not one GPU's figures)."""
+    """What sets a run apart from the plain mode, e.g. "gpu_budget_gib=12" (some blocks kept resident),
+    "nproc_per_node=2" (a distributed run: not one GPU's figures) or "cuda_graphs" (replayed steps)."""
     if (config.get("nproc_per_node") or 1) > 1:
         return f"nproc_per_node={config['nproc_per_node']}"
+    if config.get("cuda_graphs"):
+        return "cuda_graphs"
     return f"gpu_budget_gib={config['gpu_budget_gib']:g}" if config.get("gpu_budget_gib") is not None else None
 
 

@@ -70,6 +70,7 @@ def bench_record(record: dict, calibration_path: str | None = None, results_dir:
         "build_s": record["build"]["seconds"],
         "steps": record["steps"],
         "step_timing": record.get("step_timing"),
+        "cuda_graphs": record.get("cuda_graphs"),
         "final_params_sha256": record["final_params_sha256"],
     }
     d = record.get("distributed")
@@ -131,6 +132,10 @@ def table(b: dict) -> str:
         rows.append(("write-back K", f"{wb['every']} used; replay {wb['replay_s_per_block'] * 1e3:.2f} ms a block; "
                      f"suggested K = {wb['suggested']['every']} (est. "
                      f"{ms(wb['suggested']['estimates_s'][wb['suggested']['every']])} a step)"))
+    g = b.get("cuda_graphs")
+    if g:
+        rows.append(("CUDA graphs", f"{g['replays']} steps replayed, {g['eager_steps']} eager; {g['captures']} "
+                                    f"capture(s), {g['capture_s']:.2f} s (inside the step captured); no lane times"))
     for name, lane in b["lanes_ms"].items():
         if lane is not None:
             rows.append((f"{name} busy", f"median {lane['median']:.1f} ms per step (CUDA events)"))

@@ -42,6 +42,9 @@ def add_run_options(p, defaults: RunConfig | None = None) -> None:
     p.add_argument("--writeback-every", type=int, default=d.writeback_every, metavar="K",
                    help="zo2: copy each streamed block back to host memory every K-th step, replaying the "
                         "updates in between on upload (bitwise the same weights; 1/K of the offload traffic)")
+    p.add_argument("--cuda-graphs", action="store_true", default=d.cuda_graphs,
+                   help="mezo on CUDA: capture a step once and replay it (bitwise the same weights; for "
+                        "launch-bound steps: small batches, short sequences); the first two steps run eagerly")
     p.add_argument("--gpu-budget", dest="gpu_budget_gib", type=float, default=d.gpu_budget_gib, metavar="GiB",
                    help="zo2: keep as many blocks resident as fit in this much GPU memory "
                         "(default: none resident, every block streams)")

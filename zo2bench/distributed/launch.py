@@ -29,9 +29,11 @@ def worker_args(cfg: RunConfig, out: str | None, command: str = "run", extra: tu
     """`command`'s arguments for one rank: cfg in full, then `extra` (a command's own options), then --out."""
     args = [command]
     for f in dataclasses.fields(RunConfig):
-        value = getattr(cfg, f.name)
-        if value is not None:
-            args += [FLAGS.get(f.name, "--" + f.name.replace("_", "-")), str(value)]
+        value, flag = getattr(cfg, f.name), FLAGS.get(f.name, "--" + f.name.replace("_", "-"))
+        if isinstance(value, bool):  # a switch (store_true): present or absent
+            args += [flag] if value else []
+        elif value is not None:
+            args += [flag, str(value)]
     args += [str(a) for a in extra]
     if out:
         args += ["--out", out if out == "-" else str(Path(out).resolve())]

@@ -4,6 +4,9 @@
     noise.perturb(out, theta, seed, scale)        # out <- theta + scale * z(seed)
     noise.update(theta, seed, coef)               # theta <- theta + coef * z(seed); coef a 0-d device tensor
 
+A seed is an int, or a 0-d int64 device tensor holding one: the kernel then reads it on the device, so a
+captured CUDA graph draws a new z on each replay (engine/graphs.py); the same seed gives the same z either way.
+
 Two backends draw different (each deterministic) z, so parity holds between modes on one device:
 - `TorchNoise` (CPU, or a GPU without Triton): z drawn with torch's generator in fixed chunks of
   Z_CHUNK elements into a small buffer, then added: three kernels per chunk.
@@ -33,7 +36,7 @@ class TorchNoise:
 
     def chunks(self, numel: int, seed: int):
         """(start, end, z) over a flat buffer of numel elements; fixed chunking, so z depends on seed alone."""
-        gen = torch.Generator(device=self.device).manual_seed(seed)
+        gen = torch.Generator(device=self.device).manual_seed(int(seed))
         for start in range(0, numel, Z_CHUNK):
             end = min(start + Z_CHUNK, numel)
             z = self.zbuf[: end - start]
@@ -78,8 +81,11 @@ def _triton_kernels():
             tl.store(dst_ptr + offs, (x + a * z).to(dst_ptr.dtype.element_ty), mask=m)
 
         @triton.jit
-        def axpz_kernel(dst_ptr, src_ptr, n, seed, a, a_ptr, A_FROM_PTR: tl.constexpr, Q: tl.constexpr):
+        def axpz_kernel(dst_ptr, src_ptr, n, seed, seed_ptr, a, a_ptr, SEED_FROM_PTR: tl.constexpr,
+                        A_FROM_PTR: tl.constexpr, Q: tl.constexpr):
             pid = tl.program_id(0)
+            if SEED_FROM_PTR:  # the same 31 bits as a host seed, so the same Philox key and the same z
+                seed = tl.load(seed_ptr) & 0x7FFFFFFF
             if A_FROM_PTR:  # the update's coefficient stays on the device: no host sync to read g
                 a = tl.load(a_ptr).to(tl.float32)
             u0, u1, u2, u3 = tl.rand4x(seed, pid * Q + tl.arange(0, Q))
@@ -104,16 +110,18 @@ class TritonNoise:
             raise ValueError("a unit of 2**31 elements or more is beyond TritonNoise's counters")
         self.kernel = _triton_kernels()
 
-    def _launch(self, dst, src, seed: int, a: float, a_ptr) -> None:
+    def _launch(self, dst, src, seed, a: float, a_ptr) -> None:
         n = src.numel()
         grid = (triton_cdiv(n, 4 * self.Q),)
-        self.kernel[grid](dst, src, n, seed & 0x7FFFFFFF, a, a_ptr if a_ptr is not None else src,
+        on_device = isinstance(seed, torch.Tensor)
+        self.kernel[grid](dst, src, n, 0 if on_device else seed & 0x7FFFFFFF, seed if on_device else src,
+                          a, a_ptr if a_ptr is not None else src, SEED_FROM_PTR=on_device,
                           A_FROM_PTR=a_ptr is not None, Q=self.Q, num_warps=self.WARPS)
 
-    def perturb(self, out, theta, seed: int, scale: float) -> None:
+    def perturb(self, out, theta, seed, scale: float) -> None:
         self._launch(out, theta, seed, scale, None)
 
-    def update(self, theta, seed: int, coef: torch.Tensor) -> None:
+    def update(self, theta, seed, coef: torch.Tensor) -> None:
         self._launch(theta, theta, seed, 0.0, coef)
 
 

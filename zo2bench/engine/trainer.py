@@ -45,6 +45,8 @@ def validate(cfg: RunConfig):
     dev = resolve_device(cfg.device)
     if cfg.gpu_budget_gib is not None and dev.type != "cuda":
         raise UserError("--gpu-budget keeps blocks resident on a GPU; this run is on the CPU")
+    if cfg.cuda_graphs and dev.type != "cuda":
+        raise UserError("--cuda-graphs captures CUDA kernels; this run is on the CPU")
     return spec, dev, resolve_dtype(cfg.dtype, dev)
 
 
@@ -130,6 +132,10 @@ def build_trainer(cfg: RunConfig, spec, dev, timeline=None):
     dtype = torch_dtype(cfg.dtype)
     if cfg.mode == "mezo":
         zm = build(spec, dtype, dev, cfg.seed)
+        if cfg.cuda_graphs:  # no lane spans: a capture cannot hold timing events
+            from zo2bench.engine.graphs import GraphedMeZO
+
+            return GraphedMeZO(MeZO(zm, Resident(zm), cfg.lr, cfg.eps, cfg.weight_decay, cfg.seed))
         return MeZO(zm, Resident(zm, timeline), cfg.lr, cfg.eps, cfg.weight_decay, cfg.seed)
     if cfg.mode == "zo2":
         zm = build(spec, dtype, dev, cfg.seed, host_blocks=lambda n: host_buffer(n, dtype, pin=dev.type == "cuda"))
@@ -150,7 +156,7 @@ def _run(cfg, spec, dev, on_phase, on_step, timing, builder) -> dict:
 
     on_phase("build")
     t0 = time.perf_counter()
-    timeline = Timeline() if timing and dev.type == "cuda" else None
+    timeline = Timeline() if timing and dev.type == "cuda" and not cfg.cuda_graphs else None
     trainer = builder(cfg, spec, dev, timeline)
     _sync(dev)
     build_s = time.perf_counter() - t0
@@ -203,6 +209,7 @@ def _run(cfg, spec, dev, on_phase, on_step, timing, builder) -> dict:
         "offload": offload,
         "steps": steps,
         "step_timing": "pipelined",  # the module docstring; records without this key synchronised every step
+        "cuda_graphs": getattr(trainer, "info", None),  # captures, replays, eager steps (engine/graphs.py)
         "final_params_sha256": digest,
     }
 

@@ -32,7 +32,7 @@ def step_seed(seed: int, t: int) -> int:
 
 @dataclass
 class Update:
-    seed: int                 # the step's seed s_t
+    seeds: list               # each unit's seed at step t, by unit index (ints, or 0-d tensors: engine/graphs.py)
     coef: torch.Tensor        # -lr_t * g_t, a 0-d tensor on the device (no host sync to read g)
     decay: float              # lr_t * weight_decay
 
@@ -56,17 +56,25 @@ class MeZO:
         if upd.decay:
             for a, b in unit.decay_ranges():
                 theta[a:b].mul_(1.0 - upd.decay)
-        self.noise.update(theta, unit_seed(upd.seed, unit.index), upd.coef)
+        self.noise.update(theta, upd.seeds[unit.index], upd.coef)
 
     def _redo(self, unit, upd: Update):
         """The update just applied, as a function a weights holder may keep and replay on an older copy of
         the unit (deferred write-back): the same arithmetic, so the replayed copy is bitwise the same."""
         return lambda theta: self._apply(unit, theta, upd)
 
-    @torch.no_grad()  # no autograd state, and the loss takes its no-grad path
+    def unit_seeds(self, t: int) -> list[int]:
+        """Each unit's seed at step t: z(t, unit) is drawn from it wherever and whenever it is needed."""
+        s = step_seed(self.seed, t)
+        return [unit_seed(s, u.index) for u in self.zm.units]
+
     def step(self, batch, t: int, lr: float | None = None):
-        lr = self.lr if lr is None else lr
-        seed = step_seed(self.seed, t)
+        return self.run_step(batch, self.unit_seeds(t), self.lr if lr is None else lr)
+
+    @torch.no_grad()  # no autograd state, and the loss takes its no-grad path
+    def run_step(self, batch, seeds: list, lr: float):
+        """One step with the units' seeds given: ints, or 0-d device tensors that a CUDA graph captured
+        once reads anew on each replay (engine/graphs.py)."""
         x = {sign: batch.input_ids for sign in self.signs}
         for unit in self.zm.units:
             with self.weights.use(unit) as theta:
@@ -75,18 +83,18 @@ class MeZO:
                     self.weights.written(unit, self._redo(unit, self.pending))
                 for sign in self.signs:
                     for other in unit.reads:  # a tied head reads the embeddings too, updated at this step's start
-                        self._write(other, other.theta, seed, sign)
-                    self._write(unit, theta, seed, sign)
+                        self._write(other, other.theta, seeds, sign)
+                    self._write(unit, theta, seeds, sign)
                     x[sign] = unit.forward(x[sign], batch)
         loss_plus, loss_minus = self.losses(x)
         g = (loss_plus - loss_minus) / (2 * self.eps)
-        self.pending = Update(seed, -lr * g, lr * self.wd)
+        self.pending = Update(seeds, -lr * g, lr * self.wd)
         return {"loss": (loss_plus + loss_minus) / 2, "loss_plus": loss_plus, "loss_minus": loss_minus,
                 "projected_grad": g}
 
-    def _write(self, unit, theta, seed: int, sign: float) -> None:
-        """arena <- theta + sign * eps * z(seed, unit)."""
-        self.noise.perturb(self.zm.arena_view(unit), theta, unit_seed(seed, unit.index), sign * self.eps)
+    def _write(self, unit, theta, seeds: list, sign: float) -> None:
+        """arena <- theta + sign * eps * z(unit's seed)."""
+        self.noise.perturb(self.zm.arena_view(unit), theta, seeds[unit.index], sign * self.eps)
 
     @property
     def build_parts(self):
