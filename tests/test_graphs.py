@@ -94,4 +94,4 @@ def test_gpu_cuda_graph_steps_match_eager_bitwise(model):
 def test_gpu_cuda_graphs_capture_anew_for_a_new_shape():
     shapes = [(1, 128)] * 4 + [(2, 64)] * 4
     info = _compare("opt-125m", "cuda", torch.float16, shapes, [None] * 8)
-    assert info["captures"] == 2 and info["replays"] == 4
+    assert info["captures"] == 2 and info["replays"] == 5  # steps 2, 3 and 5, 6, 7
