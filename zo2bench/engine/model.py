@@ -6,11 +6,9 @@
         x = unit.forward(x, batch)             # computes with whatever zm.arena holds for it
 
 The Hugging Face modules are only a shell: every parameter is a view into one flat working buffer,
-the arena, at the unit's offset. Decoder blocks share two slots, even blocks at offset 0 and odd ones
-at the next, where the arena (as large as the embeddings) holds two blocks, else all at 0: with two, a
-block's weights can be written while the block before it computes (offload.ZLane). The trainer writes
-theta + eps*z into the arena and calls the unit, so theta itself is never perturbed in place and cannot
-drift, and a block's weights can live anywhere while the shell stays put.
+the arena, at the unit's offset (all decoder blocks share offset 0, since they have one shape). The
+trainer writes theta + eps*z into the arena and calls the unit, so theta itself is never perturbed
+in place and cannot drift, and a block's weights can live anywhere while the shell stays put.
 """
 from __future__ import annotations
 
@@ -23,8 +21,6 @@ from torch import nn
 from zo2bench.catalog import ModelSpec
 from zo2bench.engine.fused import FusedLlamaBlock, FusedOPTBlock, rms_norm
 from zo2bench.engine.loss import causal_lm_loss
-
-SLOT_ALIGN = 128  # elements: the second block slot starts 256-byte aligned in fp16, as an allocation would
 
 
 @dataclass
@@ -291,11 +287,6 @@ def build(spec: ModelSpec, dtype: torch.dtype, device: torch.device, seed: int,
     # Arena layout: blocks and embeddings at 0; the head after the units it also reads (tied weights).
     head.arena_offset = sum(u.numel for u in head.reads)
     arena_numel = max(max(u.arena_offset + u.numel for u in units), units[0].numel)
-    blocks = [u for u in units if u.is_block]
-    slot = -(-blocks[0].numel // SLOT_ALIGN) * SLOT_ALIGN if blocks else 0
-    if blocks and slot + blocks[0].numel <= arena_numel:  # two slots at no cost in memory
-        for b in blocks[1::2]:
-            b.arena_offset = slot
     arena = torch.empty(arena_numel, dtype=dtype, device=device)
 
     views: dict[int, nn.Parameter] = {}

@@ -127,18 +127,16 @@ def build_trainer(cfg: RunConfig, spec, dev, timeline=None):
     from zo2bench.engine.fo import FirstOrder
     from zo2bench.engine.model import build
     from zo2bench.engine.offload import BlockOffloader, Resident, host_buffer
-    from zo2bench.engine.zlane import ZLane
     from zo2bench.engine.zo import MeZO
 
     dtype = torch_dtype(cfg.dtype)
     if cfg.mode == "mezo":
         zm = build(spec, dtype, dev, cfg.seed)
-        lane = ZLane(dev) if dev.type == "cuda" else None  # the z passes beside the forwards (engine/zlane.py)
         if cfg.cuda_graphs:  # no lane spans: a capture cannot hold timing events
             from zo2bench.engine.graphs import GraphedMeZO
 
-            return GraphedMeZO(MeZO(zm, Resident(zm), cfg.lr, cfg.eps, cfg.weight_decay, cfg.seed, lane=lane))
-        return MeZO(zm, Resident(zm, timeline), cfg.lr, cfg.eps, cfg.weight_decay, cfg.seed, lane=lane)
+            return GraphedMeZO(MeZO(zm, Resident(zm), cfg.lr, cfg.eps, cfg.weight_decay, cfg.seed))
+        return MeZO(zm, Resident(zm, timeline), cfg.lr, cfg.eps, cfg.weight_decay, cfg.seed)
     if cfg.mode == "zo2":
         zm = build(spec, dtype, dev, cfg.seed, host_blocks=lambda n: host_buffer(n, dtype, pin=dev.type == "cuda"))
         weights = BlockOffloader(zm, prefetch=cfg.prefetch, resident_blocks=resident_blocks(cfg, spec, zm),

@@ -24,7 +24,6 @@ import torch
 from zo2bench.engine.loss import scored_logits
 from zo2bench.engine.model import ADAPTERS, ZOModel, unit_seed
 from zo2bench.engine.noise import make_noise
-from zo2bench.engine.zlane import SameStream
 
 
 def step_seed(seed: int, t: int) -> int:
@@ -44,12 +43,8 @@ def both_here(x: dict) -> tuple:
 
 class MeZO:
     def __init__(self, zm: ZOModel, weights, lr: float, eps: float, weight_decay: float = 0.0, seed: int = 0,
-                 noise: str = "auto", signs: tuple = (1.0, -1.0), losses=both_here, lane=None):
+                 noise: str = "auto", signs: tuple = (1.0, -1.0), losses=both_here):
         self.zm, self.weights = zm, weights
-        # Where the z passes run: beside the forwards on a second stream (engine/zlane.py), or in line.
-        self.lane = lane or SameStream()
-        self.spans = {u.index: tuple((v.arena_offset, v.arena_offset + v.numel) for v in (u, *u.reads))
-                      for u in zm.units}  # the arena a unit's passes write and its forward reads
         self.lr, self.eps, self.wd, self.seed = lr, eps, weight_decay, seed
         # The passes this process runs, and how their losses become (loss+, loss-): both here by default;
         # perturbation parallelism runs one sign per rank and gathers the other (zo2bench/distributed).
@@ -81,22 +76,16 @@ class MeZO:
         """One step with the units' seeds given: ints, or 0-d device tensors that a CUDA graph captured
         once reads anew on each replay (engine/graphs.py)."""
         x = {sign: batch.input_ids for sign in self.signs}
-        lane = self.lane
-        lane.begin()
         for unit in self.zm.units:
             with self.weights.use(unit) as theta:
                 if self.pending is not None:
-                    with lane.writing(()):
-                        self._apply(unit, theta, self.pending)
+                    self._apply(unit, theta, self.pending)
                     self.weights.written(unit, self._redo(unit, self.pending))
                 for sign in self.signs:
-                    with lane.writing(self.spans[unit.index]):
-                        for other in unit.reads:  # a tied head reads the embeddings too, updated at this step's start
-                            self._write(other, other.theta, seeds, sign)
-                        self._write(unit, theta, seeds, sign)
+                    for other in unit.reads:  # a tied head reads the embeddings too, updated at this step's start
+                        self._write(other, other.theta, seeds, sign)
+                    self._write(unit, theta, seeds, sign)
                     x[sign] = unit.forward(x[sign], batch)
-                    lane.read(self.spans[unit.index])
-        lane.end()
         loss_plus, loss_minus = self.losses(x)
         g = (loss_plus - loss_minus) / (2 * self.eps)
         self.pending = Update(seeds, -lr * g, lr * self.wd)
