@@ -277,28 +277,6 @@ def test_triton_noise_is_one_z_for_perturb_and_update(dtype):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
-@pytest.mark.parametrize("on_device", [False, True], ids=["host-seeds", "device-seeds"])
-def test_triton_update_with_a_copy_is_update_then_perturb_bitwise(dtype, on_device):
-    """The update that also writes the next perturbed copy (one pass over theta) leaves theta and the copy
-    bitwise as the two kernels in turn do, with seeds given as ints or read on the device (CUDA graphs)."""
-    from zo2bench.engine.noise import TritonNoise
-
-    noise = TritonNoise(torch.device("cuda"), dtype, 10**7)
-    theta = torch.randn(3_000_001, device="cuda").to(dtype)
-    coef = torch.tensor(-0.37, device="cuda")
-    host = [2**40 + 5, 99]
-    seeds = [torch.tensor(s, device="cuda") for s in host] if on_device else host
-    a, out_a = theta.clone(), torch.empty_like(theta)
-    noise.update(a, host[0], coef)  # two kernels, host seeds
-    noise.perturb(out_a, a, host[1], 1e-3)
-    b, out_b = theta.clone(), torch.empty_like(theta)
-    noise.update(b, seeds[0], coef, then=(out_b, seeds[1], 1e-3))
-    assert torch.equal(a, b) and torch.equal(out_a, out_b)
-    assert not torch.equal(a, theta) and not torch.equal(out_a, a)
-
-
-@pytest.mark.gpu
 def test_triton_noise_is_randn4x_up_to_its_approximate_functions():
     """TritonNoise's z is tl.randn4x's z from the same Philox counters, to 1e-4 (the approximate lg2/sin/cos),
     element for element through the engine's layout, the ragged tail included."""

@@ -3,7 +3,6 @@
     noise = make_noise(device, dtype)
     noise.perturb(out, theta, seed, scale)        # out <- theta + scale * z(seed)
     noise.update(theta, seed, coef)               # theta <- theta + coef * z(seed); coef a 0-d device tensor
-    noise.update(theta, seed, coef, then=(out, seed2, scale))   # ... and out <- theta + scale * z(seed2)
 
 A seed is an int, or a 0-d int64 device tensor holding one: the kernel then reads it on the device, so a
 captured CUDA graph draws a new z on each replay (engine/graphs.py); the same seed gives the same z either way.
@@ -48,11 +47,9 @@ class TorchNoise:
         for start, end, z in self.chunks(theta.numel(), seed):
             torch.add(theta[start:end], z, alpha=scale, out=out[start:end])
 
-    def update(self, theta: torch.Tensor, seed: int, coef: torch.Tensor, then: tuple | None = None) -> None:
+    def update(self, theta: torch.Tensor, seed: int, coef: torch.Tensor) -> None:
         for start, end, z in self.chunks(theta.numel(), seed):
             theta[start:end].addcmul_(z, coef)
-        if then is not None:
-            self.perturb(then[0], theta, then[1], then[2])
 
 
 _kernels = None
@@ -78,45 +75,27 @@ def _triton_kernels():
         # Program pid covers elements [pid*4Q, (pid+1)*4Q); element pid*4Q + k*Q + j takes the k-th of the
         # four normals drawn from the Philox counter pid*Q + j. Everything is computed in fp32 and rounded once.
         @triton.jit
-        def _normals(seed, pid, Q: tl.constexpr):
+        def _axpy(dst_ptr, src_ptr, offs, n, a, z):
+            m = offs < n
+            x = tl.load(src_ptr + offs, mask=m).to(tl.float32)
+            tl.store(dst_ptr + offs, (x + a * z).to(dst_ptr.dtype.element_ty), mask=m)
+
+        @triton.jit
+        def axpz_kernel(dst_ptr, src_ptr, n, seed, seed_ptr, a, a_ptr, SEED_FROM_PTR: tl.constexpr,
+                        A_FROM_PTR: tl.constexpr, Q: tl.constexpr):
+            pid = tl.program_id(0)
+            if SEED_FROM_PTR:  # the same 31 bits as a host seed, so the same Philox key and the same z
+                seed = tl.load(seed_ptr) & 0x7FFFFFFF
+            if A_FROM_PTR:  # the update's coefficient stays on the device: no host sync to read g
+                a = tl.load(a_ptr).to(tl.float32)
             u0, u1, u2, u3 = tl.rand4x(seed, pid * Q + tl.arange(0, Q))
             z0, z1 = _box_muller(u0, u1)
             z2, z3 = _box_muller(u2, u3)
-            return z0, z1, z2, z3
-
-        @triton.jit
-        def _axpy(dst_ptr, src_ptr, out2_ptr, offs, n, a, z, b, y, SECOND: tl.constexpr):
-            m = offs < n
-            x = tl.load(src_ptr + offs, mask=m).to(tl.float32)
-            t = (x + a * z).to(dst_ptr.dtype.element_ty)
-            tl.store(dst_ptr + offs, t, mask=m)
-            if SECOND:  # from the value just rounded and stored, as a second kernel would load it
-                tl.store(out2_ptr + offs, (t.to(tl.float32) + b * y).to(out2_ptr.dtype.element_ty), mask=m)
-
-        @triton.jit
-        def _seed(seed, seed_ptr, FROM_PTR: tl.constexpr):
-            if FROM_PTR:  # the same 31 bits as a host seed, so the same Philox key and the same z
-                seed = tl.load(seed_ptr) & 0x7FFFFFFF
-            return seed
-
-        # dst <- src + a z(seed); with SECOND, also out2 <- dst + b z(seed2) from the same pass over src.
-        @triton.jit
-        def axpz_kernel(dst_ptr, src_ptr, n, seed, seed_ptr, a, a_ptr, out2_ptr, seed2, seed2_ptr, b,
-                        SEED_FROM_PTR: tl.constexpr, A_FROM_PTR: tl.constexpr, SECOND: tl.constexpr,
-                        Q: tl.constexpr):
-            pid = tl.program_id(0)
-            if A_FROM_PTR:  # the update's coefficient stays on the device: no host sync to read g
-                a = tl.load(a_ptr).to(tl.float32)
-            z0, z1, z2, z3 = _normals(_seed(seed, seed_ptr, SEED_FROM_PTR), pid, Q)
-            if SECOND:
-                y0, y1, y2, y3 = _normals(_seed(seed2, seed2_ptr, SEED_FROM_PTR), pid, Q)
-            else:
-                y0, y1, y2, y3 = z0, z1, z2, z3
             base = pid.to(tl.int64) * 4 * Q + tl.arange(0, Q)
-            _axpy(dst_ptr, src_ptr, out2_ptr, base, n, a, z0, b, y0, SECOND)
-            _axpy(dst_ptr, src_ptr, out2_ptr, base + Q, n, a, z1, b, y1, SECOND)
-            _axpy(dst_ptr, src_ptr, out2_ptr, base + 2 * Q, n, a, z2, b, y2, SECOND)
-            _axpy(dst_ptr, src_ptr, out2_ptr, base + 3 * Q, n, a, z3, b, y3, SECOND)
+            _axpy(dst_ptr, src_ptr, base, n, a, z0)
+            _axpy(dst_ptr, src_ptr, base + Q, n, a, z1)
+            _axpy(dst_ptr, src_ptr, base + 2 * Q, n, a, z2)
+            _axpy(dst_ptr, src_ptr, base + 3 * Q, n, a, z3)
 
         _kernels = axpz_kernel
     return _kernels
@@ -131,25 +110,19 @@ class TritonNoise:
             raise ValueError("a unit of 2**31 elements or more is beyond TritonNoise's counters")
         self.kernel = _triton_kernels()
 
-    def _launch(self, dst, src, seed, a: float, a_ptr, then=None) -> None:
+    def _launch(self, dst, src, seed, a: float, a_ptr) -> None:
         n = src.numel()
         grid = (triton_cdiv(n, 4 * self.Q),)
-        out2, seed2, b = then if then is not None else (src, seed, 0.0)
         on_device = isinstance(seed, torch.Tensor)
-        if on_device != isinstance(seed2, torch.Tensor):
-            raise TypeError("both seeds on the device, or neither")
-        key = (lambda s: (0, s)) if on_device else (lambda s: (s & 0x7FFFFFFF, src))
-        self.kernel[grid](dst, src, n, *key(seed), a, a_ptr if a_ptr is not None else src, out2, *key(seed2), b,
-                          SEED_FROM_PTR=on_device, A_FROM_PTR=a_ptr is not None, SECOND=then is not None,
-                          Q=self.Q, num_warps=self.WARPS)
+        self.kernel[grid](dst, src, n, 0 if on_device else seed & 0x7FFFFFFF, seed if on_device else src,
+                          a, a_ptr if a_ptr is not None else src, SEED_FROM_PTR=on_device,
+                          A_FROM_PTR=a_ptr is not None, Q=self.Q, num_warps=self.WARPS)
 
     def perturb(self, out, theta, seed, scale: float) -> None:
         self._launch(out, theta, seed, scale, None)
 
-    def update(self, theta, seed, coef: torch.Tensor, then: tuple | None = None) -> None:
-        """then = (out, seed2, scale): out <- the updated theta + scale * z(seed2) in the same pass over theta,
-        bitwise what perturb() after update() writes (one read of theta fewer)."""
-        self._launch(theta, theta, seed, 0.0, coef, then)
+    def update(self, theta, seed, coef: torch.Tensor) -> None:
+        self._launch(theta, theta, seed, 0.0, coef)
 
 
 def triton_cdiv(a: int, b: int) -> int:

@@ -11,9 +11,9 @@ At step t with seed s_t, z ~ N(0, I) is regenerated from (s_t, unit) whenever ne
     loss+ = L(theta + eps z),  loss- = L(theta - eps z),  g = (loss+ - loss-) / (2 eps)
     theta <- theta - lr_t (g z + wd theta)      (no decay on biases and norm weights)
 Each unit is visited once per step: step t-1's update is applied to it first (its z regenerated once),
-in the same pass over theta that writes theta + eps z into the arena, then both perturbed forward passes
-run through it while it is held, the second from theta - eps z written in its turn. theta is only ever
-changed by the update, so perturbing cannot drift it in any dtype.
+then both perturbed forward passes run through it while it is held, from theta + eps z and theta - eps z
+written into the arena. theta is only ever changed by the update, so
+perturbing cannot drift it in any dtype.
 """
 from __future__ import annotations
 
@@ -52,16 +52,11 @@ class MeZO:
         self.pending: Update | None = None
         self.noise = make_noise(zm.device, zm.dtype, max(u.numel for u in zm.units), noise)
 
-    def _apply(self, unit, theta, upd: Update, then: tuple | None = None) -> None:
-        """theta <- theta - lr_t (g z + wd theta); `then` = (seeds, sign): the arena also gets this step's
-        perturbed copy of the updated theta, in the same pass over it (noise.update's `then`)."""
+    def _apply(self, unit, theta, upd: Update) -> None:
         if upd.decay:
             for a, b in unit.decay_ranges():
                 theta[a:b].mul_(1.0 - upd.decay)
-        if then is not None:
-            seeds, sign = then
-            then = (self.zm.arena_view(unit), seeds[unit.index], sign * self.eps)
-        self.noise.update(theta, upd.seeds[unit.index], upd.coef, then)
+        self.noise.update(theta, upd.seeds[unit.index], upd.coef)
 
     def _redo(self, unit, upd: Update):
         """The update just applied, as a function a weights holder may keep and replay on an older copy of
@@ -83,14 +78,13 @@ class MeZO:
         x = {sign: batch.input_ids for sign in self.signs}
         for unit in self.zm.units:
             with self.weights.use(unit) as theta:
-                for k, sign in enumerate(self.signs):
+                if self.pending is not None:
+                    self._apply(unit, theta, self.pending)
+                    self.weights.written(unit, self._redo(unit, self.pending))
+                for sign in self.signs:
                     for other in unit.reads:  # a tied head reads the embeddings too, updated at this step's start
                         self._write(other, other.theta, seeds, sign)
-                    if k == 0 and self.pending is not None:  # step t-1's update, and this pass's copy on the way
-                        self._apply(unit, theta, self.pending, then=(seeds, sign))
-                        self.weights.written(unit, self._redo(unit, self.pending))
-                    else:
-                        self._write(unit, theta, seeds, sign)
+                    self._write(unit, theta, seeds, sign)
                     x[sign] = unit.forward(x[sign], batch)
         loss_plus, loss_minus = self.losses(x)
         g = (loss_plus - loss_minus) / (2 * self.eps)
