@@ -140,7 +140,8 @@ def table(b: dict) -> str:
         if lane is not None:
             rows.append((f"{name} busy", f"median {lane['median']:.1f} ms per step (CUDA events)"))
     rows += [
-        ("peak allocated", mib(mem.get("torch_peak_allocated_bytes"))),
+        ("peak allocated", mib(mem.get("torch_peak_allocated_bytes"))
+         + (" (replays allocate nothing: the graph's memory is its pool's, in peak reserved)" if g else "")),
         ("peak reserved", mib(mem.get("torch_peak_reserved_bytes"))),
         ("blocks", f"{b['resident_blocks']} resident, {b['streamed_blocks']} streamed"
          if c["mode"] in ZO_MODES else "n/a"),

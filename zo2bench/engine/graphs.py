@@ -24,8 +24,11 @@ graph captured, loaded before each replay:
     first (an eager step's coefficient is copied in).
 The outputs of a replay are its static tensors: they are cloned, because the trainer reads step t's losses
 after step t+1 is queued (engine/trainer.py). lr and the decay are constants of the graph, hence of its
-signature. The stand-in `graph` (a callable returning an object with capture(fn) and replay() -> fn's
-outputs) lets the CPU tests run this path with `fn` rerun in place of a replay.
+signature. Memory: beyond those clones a replay allocates nothing through the caching allocator; the step's
+temporaries live in the graph's private pool, which torch counts as reserved, not allocated. Compare graphed
+and eager steps by peak reserved memory (or NVML's), not by peak allocated.
+The stand-in `graph` (a callable returning an object with capture(fn) and replay() -> fn's outputs) lets the
+CPU tests run this path with `fn` rerun in place of a replay.
 """
 from __future__ import annotations
 
