@@ -69,6 +69,17 @@ def test_a_new_shape_or_lr_warms_up_and_captures_anew():
     assert info == {**info, "captures": 3, "eager_steps": 5, "replays": 6}
 
 
+class Refused:
+    def capture(self, fn):
+        raise RuntimeError("operation not permitted when stream is capturing\nmore")
+
+
+def test_a_step_that_cannot_be_captured_runs_eagerly_and_says_why():
+    info = _compare("opt-tiny", "cpu", torch.float32, [(2, 16)] * 5, [None] * 5, graph=Refused)
+    assert info == {"captures": 0, "replays": 0, "eager_steps": 5, "capture_s": 0.0,
+                    "capture_error": "operation not permitted when stream is capturing"}
+
+
 def test_cuda_graphs_are_refused_where_they_do_not_apply(capsys):
     for bad in (dict(mode="zo2"), dict(mode="fo-sgd"), dict(mode="mezo", nproc_per_node=2)):
         with pytest.raises(UserError, match="--cuda-graphs"):
@@ -95,3 +106,22 @@ def test_gpu_cuda_graphs_capture_anew_for_a_new_shape():
     shapes = [(1, 128)] * 4 + [(2, 64)] * 4
     info = _compare("opt-125m", "cuda", torch.float16, shapes, [None] * 8)
     assert info["captures"] == 2 and info["replays"] == 5  # steps 2, 3 and 5, 6, 7
+
+
+def test_bench_step_table_says_what_graphs_did(tmp_path):
+    """The table names replays, eager steps and captures, or why nothing was captured, and points at peak
+    reserved memory (a replay's temporaries are not counted as allocated)."""
+    import json
+
+    from zo2bench.bench.step import bench_step, table
+
+    cal = tmp_path / "cal.json"
+    cal.write_text(json.dumps({"kind": "calibration", "schema_version": 1,
+                               "figures": {"cpu_matmul_fp32_tflop_per_s": {"median": 0.05}}}))
+    rec = bench_step(RunConfig(model="opt-tiny", mode="mezo", device="cpu", seq=16, steps=2), str(cal), str(tmp_path))
+    assert rec["cuda_graphs"] is None and "CUDA graphs" not in table(rec)
+    rec["cuda_graphs"] = {"captures": 1, "replays": 9, "eager_steps": 2, "capture_s": 0.04}
+    text = table(rec)
+    assert "9 steps replayed, 2 eager; 1 capture(s), 0.04 s" in text and "in peak reserved" in text
+    rec["cuda_graphs"] = {**rec["cuda_graphs"], "captures": 0, "replays": 0, "capture_error": "not permitted"}
+    assert "not captured (not permitted): all 2 steps ran eagerly" in table(rec)

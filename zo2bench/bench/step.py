@@ -133,7 +133,9 @@ def table(b: dict) -> str:
                      f"suggested K = {wb['suggested']['every']} (est. "
                      f"{ms(wb['suggested']['estimates_s'][wb['suggested']['every']])} a step)"))
     g = b.get("cuda_graphs")
-    if g:
+    if g and g.get("capture_error"):
+        rows.append(("CUDA graphs", f"not captured ({g['capture_error']}): all {g['eager_steps']} steps ran eagerly"))
+    elif g:
         rows.append(("CUDA graphs", f"{g['replays']} steps replayed, {g['eager_steps']} eager; {g['captures']} "
                                     f"capture(s), {g['capture_s']:.2f} s (inside the step captured); no lane times"))
     for name, lane in b["lanes_ms"].items():

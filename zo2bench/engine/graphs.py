@@ -13,7 +13,8 @@ When: the first step runs eagerly (it has no pending update to apply, so its ker
 steps'); so does the first step of every new signature (the batch's shapes, lr and the pending update's
 decay), as a warm-up that compiles every kernel and builds every library plan outside the capture. The
 next step of that signature is captured and replayed, and so is every later one. A new signature
-captures anew (one graph at a time). bench-step's warm-up steps cover the first three.
+captures anew (one graph at a time). bench-step's warm-up steps cover the first three. If a capture fails
+(something in the step cannot be captured), info["capture_error"] says why and every step runs eagerly.
 
 A graph replays fixed kernels on fixed memory, so what changes from step to step goes through buffers the
 graph captured, loaded before each replay:
@@ -76,14 +77,15 @@ class GraphedMeZO:
     def step(self, batch: Batch, t: int, lr: float | None = None) -> dict:
         opt = self.opt
         lr = opt.lr if lr is None else lr
-        if opt.pending is None:  # step 0: nothing to apply, so not the steady state's kernels
-            return self._eager(batch, t, lr)
+        if opt.pending is None or "capture_error" in self.info:  # step 0 has no update to apply: not the later
+            return self._eager(batch, t, lr)                       # steps' kernels
         sig = _signature(batch, lr, opt.pending.decay)
         if sig != self.sig:
             if sig != self.warmed:
                 self.warmed = sig
                 return self._eager(batch, t, lr)
-            self._capture(batch, lr, sig)
+            if not self._capture(batch, lr, sig):
+                return self._eager(batch, t, lr)
         seeds = opt.unit_seeds(t)
         self._load(batch, seeds)
         out = {k: v.clone() for k, v in self.graph.replay().items()}
@@ -104,7 +106,7 @@ class GraphedMeZO:
             v.record_stream(here)
         return out
 
-    def _capture(self, batch: Batch, lr: float, sig: tuple) -> None:
+    def _capture(self, batch: Batch, lr: float, sig: tuple) -> bool:
         t0 = time.perf_counter()
         opt, dev = self.opt, self.opt.zm.device
         self.graph = None  # one graph at a time: the last one's memory goes back before the new capture
@@ -121,11 +123,19 @@ class GraphedMeZO:
             return out
 
         graph = self.new_graph()
-        graph.capture(fn)
-        opt.pending = pending  # a capture runs nothing: the update to apply is still the eager step's
+        try:
+            graph.capture(fn)
+        except torch.OutOfMemoryError:
+            raise
+        except RuntimeError as e:  # a kernel or a host sync that cannot be captured: every step runs eagerly
+            self.info["capture_error"] = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            return False
+        finally:
+            opt.pending = pending  # a capture runs nothing: the update to apply is still the eager step's
         self.graph, self.sig = graph, sig
         self.info["captures"] += 1
         self.info["capture_s"] += time.perf_counter() - t0
+        return True
 
     def _load(self, batch: Batch, seeds: list[int]) -> None:
         pending = self.opt.pending
