@@ -92,7 +92,7 @@ def test_cuda_graphs_are_refused_where_they_do_not_apply(capsys):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("model", ["opt-125m", "llama-tiny", "qwen-tiny"])
+@pytest.mark.parametrize("model", ["opt-125m", "opt-350m", "llama-tiny", "qwen-tiny"])  # opt-350m: Hugging Face's block
 def test_gpu_cuda_graph_steps_match_eager_bitwise(model):
     kw = dict(model=model, mode="mezo", dtype="fp16", device="cuda", seq=256, steps=6, lr=1e-5, weight_decay=0.1)
     a, b = run(RunConfig(**kw)), run(RunConfig(**kw, cuda_graphs=True))
