@@ -40,7 +40,7 @@ class RunConfig:
     writeback_every: int = 1     # zo2: copy a streamed block back to host memory every this many visits; in
                                  # between, its updates are replayed on upload (the same weights, bit for bit)
     cuda_graphs: bool = False    # mezo on CUDA: steps replay one captured CUDA graph (engine/graphs.py; the same
-                                 # weights, bit for bit); the first two steps, and two of each new shape, run eagerly
+                                 # weights, bit for bit); the first two steps, and the first of a new shape, run eagerly
     # Distributed runs (zo2bench/distributed, docs/distributed.md): ZO modes on torch.distributed, one rank a GPU.
     nproc_per_node: int = 1      # ranks on this host; above 1, `zo2bench run` launches them through torchrun
     dp: int = 0                  # data parallel: ranks that each take a shard of the global batch (0: default)

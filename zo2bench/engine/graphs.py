@@ -3,7 +3,7 @@
     opt = GraphedMeZO(MeZO(zm, Resident(zm), lr, eps, wd, seed))
     out = opt.step(batch, t)   # as MeZO.step: {"loss", ...} 0-d device tensors, nothing waits for the GPU
     opt.flush(); opt.close()   # as MeZO's
-    opt.info                   # {"captures", "replays", "eager_steps", "capture_s"}
+    opt.info                   # {"captures", "replays", "eager_steps", "capture_s"} since it was made
 
 Why: at batch 1 a mezo step is a few thousand small kernels (26 units of OPT-1.3B, each an update and two
 perturbed passes of a dozen kernels), and with short sequences launching them from Python takes longer
@@ -77,8 +77,8 @@ class GraphedMeZO:
     def step(self, batch: Batch, t: int, lr: float | None = None) -> dict:
         opt = self.opt
         lr = opt.lr if lr is None else lr
-        if opt.pending is None or "capture_error" in self.info:  # step 0 has no update to apply: not the later
-            return self._eager(batch, t, lr)                       # steps' kernels
+        if opt.pending is None or "capture_error" in self.info:  # step 0 (no update to apply: not the kernels
+            return self._eager(batch, t, lr)                       # of later steps), or nothing captures
         sig = _signature(batch, lr, opt.pending.decay)
         if sig != self.sig:
             if sig != self.warmed:

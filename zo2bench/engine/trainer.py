@@ -209,7 +209,8 @@ def _run(cfg, spec, dev, on_phase, on_step, timing, builder) -> dict:
         "offload": offload,
         "steps": steps,
         "step_timing": "pipelined",  # the module docstring; records without this key synchronised every step
-        "cuda_graphs": getattr(trainer, "info", None),  # captures, replays, eager steps (engine/graphs.py)
+        # captures, replays, eager steps since the trainer was built (engine/graphs.py), as they stand now
+        "cuda_graphs": dict(trainer.info) if getattr(trainer, "info", None) else None,
         "final_params_sha256": digest,
     }
 
