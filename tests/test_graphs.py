@@ -125,3 +125,15 @@ def test_bench_step_table_says_what_graphs_did(tmp_path):
     assert "9 steps replayed, 2 eager; 1 capture(s), 0.04 s" in text and "in peak reserved" in text
     rec["cuda_graphs"] = {**rec["cuda_graphs"], "captures": 0, "replays": 0, "capture_error": "not permitted"}
     assert "not captured (not permitted): all 2 steps ran eagerly" in table(rec)
+
+
+def test_run_summary_says_what_graphs_did():
+    from zo2bench.commands.run import summary
+    from zo2bench.measure import measured_run
+
+    rec = measured_run(RunConfig(model="opt-tiny", mode="mezo", device="cpu", seq=16, steps=2))
+    assert "CUDA graphs" not in summary(rec)
+    rec["cuda_graphs"] = {"captures": 1, "replays": 3, "eager_steps": 2, "capture_s": 0.03}
+    assert "CUDA graphs: 3 steps replayed, 2 eager" in summary(rec)
+    rec["cuda_graphs"]["capture_error"] = "not permitted"
+    assert "CUDA graphs: not captured (not permitted), every step eager" in summary(rec)

@@ -152,6 +152,11 @@ def summary(record: dict) -> str:
     peak = record["memory"]["measured"]["torch_peak_allocated_bytes"]
     if peak is not None:
         lines.append(f"peak torch-allocated {peak / 2**20:,.0f} MiB")
+    g = record.get("cuda_graphs")
+    if g:
+        lines.append(f"CUDA graphs: not captured ({g['capture_error']}), every step eager" if g.get("capture_error")
+                     else f"CUDA graphs: {g['replays']} steps replayed, {g['eager_steps']} eager "
+                          "(peak torch-allocated leaves out the graph's pool)")
     d = record.get("distributed")
     if d:
         lines.append(f"{d['world_size']} ranks, {d['strategy']} ({d['backend']}); step time: the slowest rank's; "
