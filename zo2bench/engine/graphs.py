@@ -142,7 +142,7 @@ class GraphedMeZO:
         for f in BATCH_FIELDS:
             if getattr(batch, f) is not None:
                 getattr(self.batch, f).copy_(getattr(batch, f))
-        host = torch.tensor([[int(s) for s in pending.seeds], seeds], dtype=torch.int64)
+        host = torch.tensor([pending.seeds, seeds], dtype=torch.int64)  # ints: an eager step's, or the last replay's
         if self.seeds.is_cuda:  # pinned, so the copy queues behind the step before it; torch's host allocator
             host = host.pin_memory()  # keeps the page until the copy has run
         self.seeds.copy_(host, non_blocking=True)
